@@ -1,0 +1,55 @@
+# Two commands do all set-up on a fresh Linux machine:  `make repro`  and  `make test`.
+# The install is idempotent: a stamp keyed on requirements.lock makes a second run a fast no-op.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+LOCK := requirements.lock
+STAMP := .venv/.installed-$(shell sha1sum $(LOCK) pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PKGS := ffmpeg espeak-ng libespeak-ng1 chromium chromium-driver
+PROFILE ?= tiny
+PYTEST_ARGS ?= -m "not slow" -n 2
+
+.PHONY: install system-deps repro test test-all ui clean-reports lock bench
+
+install: system-deps $(STAMP)
+
+system-deps:
+	@if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v chromium >/dev/null \
+	    || ! command -v chromedriver >/dev/null; then \
+	  echo "installing apt packages: $(APT_PKGS)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PKGS) >/dev/null; \
+	fi
+
+$(STAMP): $(LOCK) pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	$(PIP) install -q --upgrade "pip>=24"
+	$(PIP) install -q -r $(LOCK)
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	rm -f .venv/.installed-* && touch $(STAMP)
+
+repro: install
+	@set -o pipefail; start=$$(date +%s); \
+	export AVATARV_PARENT_RUN_ID=$$($(PY) -m avatarv.tracking begin); \
+	PATH=$$PWD/.venv/bin:$$PATH .venv/bin/dvc repro; rc=$$?; \
+	$(PY) -m avatarv.tracking finish $$AVATARV_PARENT_RUN_ID $$( [ $$rc = 0 ] || echo --failed ); \
+	echo "make repro: exit $$rc after $$(( $$(date +%s) - start )) s"; exit $$rc
+
+test: install
+	PATH=$$PWD/.venv/bin:$$PATH $(PY) -m pytest $(PYTEST_ARGS)
+
+test-all: install
+	PATH=$$PWD/.venv/bin:$$PATH $(PY) -m pytest -n 2
+
+bench: install
+	PATH=$$PWD/.venv/bin:$$PATH $(PY) benchmarks/run_cpu.py
+
+ui: install
+	@echo "MLflow on http://127.0.0.1:5000, Jupyter Lab on http://127.0.0.1:8888"
+	.venv/bin/mlflow ui --backend-store-uri sqlite:///$$PWD/mlflow.db --host 127.0.0.1 --port 5000 & \
+	.venv/bin/jupyter lab --no-browser --ip 127.0.0.1 --port 8888; kill %1
+
+lock:  # re-resolve the pinned set after editing requirements.in (keeps environment.yml in step)
+	$(PIP) install -r requirements.in && $(PIP) freeze --exclude-editable | grep -v '^avatarv' > $(LOCK)
+	$(PY) tools/write_environment_yml.py

@@ -1,0 +1,269 @@
+"""Typed configuration: params.yaml + a profile → nested dataclasses. Nothing else in the project reads YAML.
+
+params.yaml holds the tiny-profile values at the top level and, under `profiles:`, the overrides for `small`
+and `paper`. `load_config(profile)` deep-merges the override onto the base, then builds the dataclasses below,
+refusing unknown keys, missing keys and values of the wrong type with a one-line `ConfigError` naming the key.
+Section dataclasses live here so that one file shows every knob's type; each stage reads only its section.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .paths import PARAMS
+
+PROFILES = ("tiny", "small", "paper")
+
+
+# --------------------------------------------------------------------------------------------- sections
+@dataclass(kw_only=True)
+class CorpusConfig:
+    """Embedded synthetic talking-head corpus (issue 4)."""
+
+    identities: int  # distinct people (photo-based + procedural)
+    scenes: int  # scenes per identity (background, light, framing, clothing)
+    clips_per_scene: int
+    seconds: float  # nominal clip duration
+    size: int  # frame side in pixels (square)
+    fps: int = 25
+    sample_rate: int = 16000
+    distractor_fraction: float = 0.2
+    languages: list[str] = field(default_factory=lambda: ["en-us", "en-gb", "de", "fr", "es"])
+    workers: int = 2
+
+
+@dataclass(kw_only=True)
+class CurateConfig:
+    """Curation cascade thresholds (issue 5); every filter's threshold lives here."""
+
+    engine: str = "local"  # local | ray
+    min_duration_s: float = 1.0
+    max_duration_s: float = 600.0
+    max_side_px: int = 4096
+    min_side_px: int = 48
+    scene_cut_threshold: float = 27.0
+    min_face_frac: float = 0.9  # fraction of sampled frames with exactly one face
+    max_faces: int = 1
+    max_av_offset_frames: int = 1
+    min_speech_frac: float = 0.3
+    min_sharpness: float = 20.0
+    identity_threshold: float = 0.6
+    min_pair_seconds: float = 1.0
+    params: dict[str, Any] = field(default_factory=dict)  # per-filter extras
+
+
+@dataclass(kw_only=True)
+class VAEConfig:
+    """Causal 3-D video autoencoder trained from scratch in stage 02_vae (issue 6)."""
+
+    latent_channels: int = 8
+    base_channels: int = 32
+    spatial_downsample: int = 4
+    temporal_downsample: int = 4
+    steps: int = 400
+    batch_size: int = 4
+    lr: float = 2e-4
+    frames: int = 9
+    kl_weight: float = 1e-6
+
+
+@dataclass(kw_only=True)
+class DiTConfig:
+    """The Avatar V DiT (issue 6)."""
+
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    patch: list[int] = field(default_factory=lambda: [1, 2, 2])
+    text_dim: int = 384
+    audio_dim: int = 128
+    motion_dim: int = 16
+    audio_window: int = 2  # latent frames ± this margin in audio cross-attention
+    chunk_latent_frames: int = 4
+    bridge_latent_frames: int = 1
+    steps: int = 12  # sampling steps
+    cfg_audio: float = 2.0
+    cfg_reference: float = 1.5
+
+
+@dataclass(kw_only=True)
+class StageTrainConfig:
+    """One curriculum stage's optimisation knobs (issue 7)."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    muon_lr: float = 0.02
+    warmup_steps: int = 20
+    grad_accum: int = 1
+    ema_decay: float = 0.999
+    checkpoint_every: int = 100
+    mixed_precision: str = "no"  # no | bf16 (GPU)
+    cond_dropout: float = 0.1
+    frames: int = 9
+    size: int = 64
+    losses: dict[str, float] = field(default_factory=dict)  # aux loss name → weight (0 = off)
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    t2v: StageTrainConfig
+    a2v: StageTrainConfig
+    sft: StageTrainConfig
+    lora: StageTrainConfig
+    holdout_identities: int = 4
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    """Evaluation suite (issue 8): backends and weight paths (empty = offline fallback)."""
+
+    syncnet_weights: str = ""
+    s3fd_weights: str = ""
+    arcface_onnx: str = ""
+    qalign_weights: str = ""
+    sync_expert_steps: int = 300
+    max_offset_frames: int = 8
+    benchmark_clips: int = 8
+
+
+@dataclass(kw_only=True)
+class StudyConfig:
+    """Human study / Turing test app (issue 9)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    annotators_per_case: int = 3
+    bootstrap: int = 1000
+
+
+@dataclass(kw_only=True)
+class TrackingConfig:
+    tracking_uri: str = ""  # empty → sqlite:///<root>/mlflow.db
+    experiment: str = "avatarv"
+
+
+@dataclass(kw_only=True)
+class Config:
+    profile: str
+    seed: int
+    device: str  # auto | cpu | cuda
+    corpus: CorpusConfig
+    curate: CurateConfig
+    vae: VAEConfig
+    dit: DiTConfig
+    train: TrainConfig
+    eval: EvalConfig
+    study: StudyConfig
+    tracking: TrackingConfig
+
+
+# --------------------------------------------------------------------------------------------- loading
+def _deep_merge(base: dict, override: dict, where: str) -> dict:
+    """Overlay a profile onto the base; unknown keys are caught later by the dataclass build."""
+    out = copy.deepcopy(base)
+    for k, v in (override or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v, f"{where}{k}.")
+        else:
+            out[k] = v
+    return out
+
+
+def _check_type(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _check_type(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"params.yaml: {key} = {value!r} is not a {tp}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"params.yaml: {key} = {value!r} should be a list")
+        (arg,) = typing.get_args(tp) or (Any,)
+        return [_check_type(v, arg, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"params.yaml: {key} = {value!r} should be a mapping")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"params.yaml: {key} should be null")
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"params.yaml: {key} = {value!r} should be of type {tp.__name__}")
+    return value
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"params.yaml: {prefix} should be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"params.yaml: unknown key {prefix + '.' if prefix else ''}{unknown[0]}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"params.yaml: missing key {key}")
+            continue
+        kwargs[name] = _check_type(data[name], hints[name], key)
+    return cls(**kwargs)
+
+
+def load_raw(path: Path | str = PARAMS) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def load_config(profile: str | None = None, path: Path | str = PARAMS) -> Config:
+    """Load params.yaml for `profile` (default: the file's `profile:` key)."""
+    raw = load_raw(path)
+    profiles = raw.pop("profiles", {}) or {}
+    profile = profile or raw.get("profile", "tiny")
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+    merged = _deep_merge(raw, profiles.get(profile, {}), f"{profile}.") if profile != "tiny" else raw
+    merged["profile"] = profile
+    return _build(Config, merged, "")
+
+
+def to_flat_dict(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten a config (or section) into dotted keys, e.g. for MLflow params."""
+    out: dict[str, Any] = {}
+    items = dataclasses.asdict(obj).items() if dataclasses.is_dataclass(obj) else obj.items()
+    for k, v in items:
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(to_flat_dict(v, key + "."))
+        else:
+            out[key] = v
+    return out
