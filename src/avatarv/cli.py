@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from .config import PROFILES
 from .errors import AvatarVError
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -35,10 +36,24 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return ap
 
 
+def _profile_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--profile", default=None)
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in COMMANDS), None)
-    args = build_parser(command).parse_args(argv)
+    profile, _ = _profile_parser().parse_known_args(argv)
+    if profile.profile is not None and profile.profile not in PROFILES:
+        print(f"avatarv {command}: error: unknown profile {profile.profile!r} (known: {', '.join(PROFILES)})", file=sys.stderr)
+        return 2
+    try:
+        args = build_parser(command).parse_args(argv)
+    except ModuleNotFoundError as e:
+        print(f"avatarv {command}: error: this command is not available ({e})", file=sys.stderr)
+        return 2
     try:
         return int(importlib.import_module(COMMANDS[args.command][0]).main(args) or 0)
     except AvatarVError as e:

@@ -150,7 +150,6 @@ def write_video(
             vs = c.add_stream("libx264", rate=Fraction(int(fps), 1))
             vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
             vs.options = {"crf": str(crf), "preset": "medium", "threads": "1", "x264-params": "threads=1:lookahead-threads=1"}
-            vs.codec_context.flags |= "BITEXACT" if hasattr(vs.codec_context, "flags") else 0
             vs.thread_count = 1
             ast = None
             if audio is not None and len(audio):
