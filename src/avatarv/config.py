@@ -46,18 +46,54 @@ class CurateConfig:
     """Curation cascade thresholds (issue 5); every filter's threshold lives here."""
 
     engine: str = "local"  # local | ray
+    workers: int = 2  # processes (local engine) / CPUs (ray engine)
+    short_circuit: bool = False  # stop a clip's cascade at its first failure (faster) or measure everything
+    # container / stream validation
     min_duration_s: float = 1.0
     max_duration_s: float = 600.0
     max_side_px: int = 4096
     min_side_px: int = 48
+    min_decoded_frac: float = 0.95  # decoded frames / frames the container declares (truncation)
+    max_av_duration_gap_s: float = 0.5  # |audio duration - video duration|
+    # scene cuts (PySceneDetect ContentDetector score per frame)
     scene_cut_threshold: float = 27.0
-    min_face_frac: float = 0.9  # fraction of sampled frames with exactly one face
+    min_scene_len_frames: int = 5
+    # faces: detection + tracking on every `face_stride`-th frame
+    face_detector: str = "mediapipe"  # mediapipe | dlib
+    face_stride: int = 4
+    face_confidence: float = 0.5
+    min_face_frac: float = 0.9  # fraction of sampled frames with at least one face
     max_faces: int = 1
+    max_multi_face_frac: float = 0.2  # fraction of sampled frames allowed to show more than max_faces faces
+    min_face_px: float = 24.0  # face box side (sqrt area)
+    max_abs_yaw: float = 0.7  # |nose offset| / half face width (0 frontal, 1 profile)
+    # audio-visual sync: landmark mouth opening vs audio envelope (or the eval sync expert when present)
+    sync_backend: str = "auto"  # auto | landmarks | expert
     max_av_offset_frames: int = 1
+    sync_search_frames: int = 8
+    min_sync_confidence: float = 0.0
+    # speech activity (silero-vad)
     min_speech_frac: float = 0.3
-    min_sharpness: float = 20.0
-    identity_threshold: float = 0.6
+    vad_threshold: float = 0.5
+    max_spectral_flatness: float = 0.5  # white-ish noise has flatness near 1, speech well below
+    # sharpness / quality on the face crop
+    quality_metric: str = "laplacian"  # laplacian | piqe
+    min_sharpness: float = 20.0  # Laplacian variance of the 96x96 grey face crop
+    max_piqe: float = 70.0
+    min_detail_ratio: float = 0.0  # high/mid frequency energy ratio of the face crop (upscaled low-res input)
+    # identity graph
+    embedding_backend: str = "dlib"  # dlib | arcface (needs arcface_onnx)
+    arcface_onnx: str = ""
+    embed_frames: int = 5
+    identity_threshold: float = 0.6  # cosine similarity for an edge
+    strong_edge_threshold: float = 0.95  # edges at least this similar need no triangle support
+    knn_k: int = 10  # edges must be mutual k-nearest neighbours
+    min_triangle_support: int = 1
+    community_min_similarity: float = 0.5  # diameter check: every pair inside a community at least this similar
+    identity_consistency_threshold: float = 0.5  # share of a claimed identity's clips a clip's community must hold
+    # pairs (reference clip -> target clip, same identity, other scene)
     min_pair_seconds: float = 1.0
+    max_background_similarity: float = 0.8
     params: dict[str, Any] = field(default_factory=dict)  # per-filter extras
 
 
