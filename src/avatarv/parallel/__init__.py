@@ -1,0 +1,1 @@
+"""Distribution helpers: sequence parallelism (Ulysses) for long token sequences; FSDP/DDP wrapping lives beside it."""
