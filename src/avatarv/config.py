@@ -123,9 +123,13 @@ class DiTConfig:
     text_dim: int = 384
     audio_dim: int = 128
     motion_dim: int = 16
-    audio_window: int = 2  # latent frames ± this margin in audio cross-attention
+    audio_window: int = 2  # audio x-attn: each latent frame sees its own video frames ± this many video frames
     chunk_latent_frames: int = 4
     bridge_latent_frames: int = 1
+    anchor_latent_frames: int = 1  # first latent frames of chunk 0 appended to the cached reference (global anchor)
+    mlp_ratio: float = 4.0
+    reference_time_stride: int = 256  # RoPE time offset between reference segments (reference k at -(k+1)·stride)
+    flow_shift: float = 1.0  # timestep shift for training sampling and the scheduler (>1 = more time at high noise)
     steps: int = 12  # sampling steps
     cfg_audio: float = 2.0
     cfg_reference: float = 1.5

@@ -1,0 +1,289 @@
+"""AvatarTransformer3DModel: the Avatar V diffusion transformer (seed: the generator; ARCHITECTURE.md).
+
+Tokens: video latents patchified 1×p×p plus one motion token per latent frame (MOTION_DIM = 16, latent frame rate),
+frame-major. Rectified flow, velocity prediction for both streams (video and motion: the motion stream is denoised
+jointly — closed loop — and the reference's clean motion tokens carry the person's style).
+Conditioning: adaLN time modulation (noisy frames: t; clean bridge frames and the reference: t = 0), 3-D RoPE
+(reference segments at negative times), Sparse Reference Attention over a cached reference, text cross-attention
+(stage 1), audio cross-attention in a local window per latent frame. Condition dropout (per sample) for CFG:
+`drop_audio` / `drop_text` leave only a learned null key; `drop_reference` hides the reference keys.
+
+Motion rate: `motion` and the returned motion velocity are at the LATENT frame rate (B, T', 16); a video-rate
+stream (B, 1 + td·(T'-1), 16) is accepted and pooled (models/latent_time.py).
+Audio: (B, F, audio_dim) per video frame; row r ↔ video frame r - audio_lead of this clip/chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .dit_blocks import AvatarBlock, Segment, TimestepEmbedding, _per_frame
+from .latent_time import as_latent_rate, audio_windows
+from .reference_attention import attend, dense_segment_attention, flex_segment_attention, sparse_segment_attention
+from .reference_cache import ReferenceCache
+from .rope import rope_cos_sin, token_positions
+
+JOINT_ATTENTION = {"dense": dense_segment_attention, "sparse": sparse_segment_attention, "flex": flex_segment_attention}
+
+
+@dataclass
+class AvatarTransformerOutput(BaseOutput):
+    sample: torch.Tensor  # (B, C, T', H', W') video velocity
+    motion: torch.Tensor | None = None  # (B, T', motion_dim) motion velocity, or None without a motion stream
+
+
+class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 8,
+        hidden: int = 128,
+        layers: int = 4,
+        heads: int = 4,
+        patch: int = 2,
+        text_dim: int = 384,
+        audio_dim: int = 128,
+        motion_dim: int = 16,
+        mlp_ratio: float = 4.0,
+        audio_window: int = 2,
+        temporal_downsample: int = 4,
+        reference_time_stride: int = 256,
+        rope_theta: float = 10000.0,
+        sample_size: int = 64,
+    ):
+        super().__init__()
+        D = hidden
+        self.patch_embed = nn.Linear(in_channels * patch * patch, D)
+        self.motion_embed = nn.Sequential(nn.Linear(motion_dim, D), nn.SiLU(), nn.Linear(D, D))
+        self.motion_type = nn.Parameter(torch.randn(D) * 0.02)
+        self.time_embed = TimestepEmbedding(D)
+        self.text_proj = nn.Sequential(nn.Linear(text_dim, D), nn.GELU(approximate="tanh"), nn.Linear(D, D))
+        self.audio_proj = nn.Sequential(nn.Linear(audio_dim, D), nn.GELU(approximate="tanh"), nn.Linear(D, D))
+        self.null_text = nn.Parameter(torch.randn(1, 1, text_dim) * 0.02)
+        self.null_audio = nn.Parameter(torch.randn(1, 1, audio_dim) * 0.02)
+        self.blocks = nn.ModuleList(AvatarBlock(D, heads, mlp_ratio) for _ in range(layers))
+        self.norm_out = nn.LayerNorm(D, eps=1e-6, elementwise_affine=False)
+        self.out_table = nn.Parameter(torch.randn(1, 1, 2, D) / D**0.5)
+        self.proj_out = nn.Linear(D, in_channels * patch * patch)
+        self.motion_out = nn.Linear(D, motion_dim)
+        self.gradient_checkpointing = False
+
+    # --------------------------------------------------------------------------------------------- embedding
+    def _embed(self, latents: torch.Tensor, motion: torch.Tensor | None) -> tuple[torch.Tensor, int, int, int]:
+        """(B, C, T, H, W) latents (+ (B, T, 16) motion) → (B, T·S, D) frame-major tokens, S, h, w."""
+        p = self.config.patch
+        B, C, T, H, W = latents.shape
+        if H % p or W % p:
+            raise ValueError(f"latent size {H}x{W} not divisible by patch {p}")
+        h, w = H // p, W // p
+        x = latents.reshape(B, C, T, h, p, w, p).permute(0, 2, 3, 5, 1, 4, 6).reshape(B, T, h * w, C * p * p)
+        x = self.patch_embed(x.to(self.patch_embed.weight.dtype))
+        if motion is not None:
+            m = as_latent_rate(motion, T, self.config.temporal_downsample).to(x.dtype)
+            x = torch.cat([x, (self.motion_embed(m) + self.motion_type)[:, :, None]], dim=2)
+        return x.flatten(1, 2), x.shape[2], h, w
+
+    def _rope(self, n_frames: int, h: int, w: int, time_offset: float, motion: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = token_positions(n_frames, h, w, time_offset=time_offset, motion_token=motion)
+        return rope_cos_sin(pos.to(device), self.config.hidden // self.config.heads, self.config.rope_theta)
+
+    def _segment_time_offset(self, segment: int) -> float:
+        """Reference segment k lives at times -(k+1)·stride ...; generation at 0 .. T'-1."""
+        return -float((segment + 1) * self.config.reference_time_stride)
+
+    def _clean_mods(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        block_mod, out_mod = self.time_embed(torch.zeros(1, device=device))
+        return block_mod[:, None].to(dtype), out_mod[:, None].to(dtype)
+
+    def _generation_mods(self, timestep: torch.Tensor, n_frames: int, n_clean: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-frame modulation (B, T, 6|2, D): the first n_clean (bridge) frames are modulated as clean (t = 0)."""
+        block_mod, out_mod = self.time_embed(timestep)
+        block_mod, out_mod = block_mod[:, None].to(dtype), out_mod[:, None].to(dtype)
+        if n_clean <= 0:
+            return block_mod, out_mod
+        clean_b, clean_o = self._clean_mods(timestep.device, dtype)
+        is_clean = (torch.arange(n_frames, device=timestep.device) < n_clean)[None, :, None, None]
+        return torch.where(is_clean, clean_b, block_mod), torch.where(is_clean, clean_o, out_mod)
+
+    def _text_context(self, text, text_mask, drop_text, B: int, device, dtype):
+        """(context (B, 1+L, D), mask) with a learned null token first (the only key when text is absent/dropped)."""
+        null = self.null_text.expand(B, 1, -1)
+        if text is None:
+            ctx, mask = null, torch.ones(B, 1, dtype=torch.bool, device=device)
+        else:
+            ctx = torch.cat([null, text.to(null.dtype)], dim=1)
+            keep = torch.ones(B, text.shape[1], dtype=torch.bool, device=device) if text_mask is None else text_mask.bool()
+            if drop_text is not None:
+                keep = keep & ~drop_text.bool()[:, None]
+            mask = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=device), keep], dim=1)
+        return self.text_proj(ctx).to(dtype), mask
+
+    def _audio_context(self, audio, n_frames: int, audio_lead: int, drop_audio, B: int, device, dtype):
+        """(context (B, T', W+1, D), mask (B, T', W+1)): each latent frame's audio window plus the null key."""
+        cfg = self.config
+        null = self.audio_proj(self.null_audio).to(dtype)  # (1, 1, D)
+        if audio is None:
+            return null[:, None].expand(B, n_frames, 1, -1), torch.ones(B, n_frames, 1, dtype=torch.bool, device=device)
+        rows = audio_windows(n_frames, cfg.temporal_downsample, cfg.audio_window, audio_lead).to(device)  # (T', W)
+        valid = (rows >= 0) & (rows < audio.shape[1])
+        feats = self.audio_proj(audio.to(self.null_audio.dtype)).to(dtype)  # (B, F, D)
+        ctx = feats[:, rows.clamp(0, audio.shape[1] - 1)]  # (B, T', W, D)
+        mask = valid[None].expand(B, -1, -1)
+        if drop_audio is not None:
+            mask = mask & ~drop_audio.bool()[:, None, None]
+        ctx = torch.cat([ctx, null[:, None].expand(B, n_frames, 1, -1)], dim=2)
+        mask = torch.cat([mask, torch.ones(B, n_frames, 1, dtype=torch.bool, device=device)], dim=2)
+        return ctx, mask
+
+    def _head(self, x: torch.Tensor, out_mod: torch.Tensor, T: int, S: int, h: int, w: int, has_motion: bool) -> AvatarTransformerOutput:
+        p, C = self.config.patch, self.config.in_channels
+        layout = [Segment(T, S, out_mod)]
+        table = self.out_table
+        x = _per_frame(self.norm_out(x), layout, lambda xf, m: xf * (1 + (m + table)[:, :, 1, None]) + (m + table)[:, :, 0, None])
+        x = x.unflatten(1, (T, S))
+        video = self.proj_out(x[:, :, : h * w])  # (B, T, hw, C·p·p)
+        B = video.shape[0]
+        video = video.reshape(B, T, h, w, C, p, p).permute(0, 4, 1, 2, 5, 3, 6).reshape(B, C, T, h * p, w * p)
+        motion = self.motion_out(x[:, :, h * w]) if has_motion else None
+        return AvatarTransformerOutput(sample=video, motion=motion)
+
+    def _run_block(self, block, *args, **kwargs):
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return checkpoint(block, *args, use_reentrant=False, **kwargs)
+        return block(*args, **kwargs)
+
+    # --------------------------------------------------------------------------------------------- reference
+    def _reference_pass(self, latents: torch.Tensor, motion: torch.Tensor | None, prior: ReferenceCache | None) -> ReferenceCache:
+        """Run one clean reference segment through every block; its queries see itself + the earlier segments."""
+        segment = prior.n_segments if prior is not None else 0
+        x, S, h, w = self._embed(latents, motion)
+        T = latents.shape[2]
+        rope = self._rope(T, h, w, self._segment_time_offset(segment), motion is not None, x.device)
+        layout = [Segment(T, S, self._clean_mods(x.device, x.dtype)[0])]
+        keys, values = [], []
+        for i, block in enumerate(self.blocks):
+            q, k, v = block.qkv(x, layout, rope)
+            pk = prior.keys[i] if prior is not None else None
+            pv = prior.values[i] if prior is not None else None
+            keys.append(k)
+            values.append(v)
+            if i + 1 < len(self.blocks):  # the last block's reference outputs feed nothing
+                x = block.attention_residual(x, attend(q, k, v, pk, pv), layout)
+                x = block.feed_forward(x, layout)
+        if prior is None:
+            return ReferenceCache(keys, values, [x.shape[1]], [T])
+        return prior.appended(keys, values, x.shape[1], T)
+
+    def encode_reference(self, ref_latents: torch.Tensor, ref_motion: torch.Tensor | None = None) -> ReferenceCache:
+        """Clean reference (B, C, Tr, H, W) (+ motion at latent or video rate) → per-block K/V, computed once."""
+        return self._reference_pass(ref_latents, ref_motion, None)
+
+    def extend_reference(self, cache: ReferenceCache, latents: torch.Tensor, motion: torch.Tensor | None = None) -> ReferenceCache:
+        """Append a segment (the global appearance anchor) to the cache; the cached K/V are reused, not recomputed."""
+        return self._reference_pass(latents, motion, cache)
+
+    # --------------------------------------------------------------------------------------------- forward
+    def _prepare(self, latents, timestep, motion, audio, text, n_bridge, text_mask, drop_audio, drop_text, audio_lead):
+        B, _, T = latents.shape[:3]
+        timestep = torch.as_tensor(timestep, device=latents.device, dtype=torch.float32).reshape(-1).expand(B)
+        x, S, h, w = self._embed(latents, motion)
+        block_mod, out_mod = self._generation_mods(timestep, T, n_bridge, x.dtype)
+        rope = self._rope(T, h, w, 0.0, motion is not None, x.device)
+        text_ctx = self._text_context(text, text_mask, drop_text, B, x.device, x.dtype)
+        audio_ctx = self._audio_context(audio, T, audio_lead, drop_audio, B, x.device, x.dtype)
+        return x, S, h, w, Segment(T, S, block_mod), out_mod, rope, text_ctx, audio_ctx
+
+    def forward(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor | float,
+        motion: torch.Tensor | None = None,
+        audio: torch.Tensor | None = None,
+        text: torch.Tensor | None = None,
+        reference: ReferenceCache | None = None,
+        n_bridge: int = 0,
+        text_mask: torch.Tensor | None = None,
+        drop_audio: torch.Tensor | None = None,
+        drop_text: torch.Tensor | None = None,
+        drop_reference: torch.Tensor | None = None,
+        audio_lead: int = 0,
+        return_dict: bool = True,
+    ):
+        """Velocity of the generation tokens; the reference enters only through its cached K/V."""
+        T = latents.shape[2]
+        x, S, h, w, seg, out_mod, rope, text_ctx, audio_ctx = self._prepare(
+            latents, timestep, motion, audio, text, n_bridge, text_mask, drop_audio, drop_text, audio_lead)
+        keep = None if drop_reference is None else ~drop_reference.bool()
+        for i, block in enumerate(self.blocks):
+            if reference is None:
+                def attention(q, k, v):
+                    return attend(q, k, v)
+            else:
+                def attention(q, k, v, pk=reference.keys[i], pv=reference.values[i]):
+                    return attend(q, k, v, pk, pv, keep)
+            x = self._run_block(block, x, [seg], rope, attention, text_ctx, audio_ctx, S)
+        out = self._head(x, out_mod, T, S, h, w, motion is not None)
+        return out if return_dict else (out.sample, out.motion)
+
+    def forward_uncached(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor | float,
+        motion: torch.Tensor | None = None,
+        audio: torch.Tensor | None = None,
+        text: torch.Tensor | None = None,
+        reference_segments: list[tuple[torch.Tensor, torch.Tensor | None]] = (),
+        n_bridge: int = 0,
+        attention: str = "dense",
+        text_mask: torch.Tensor | None = None,
+        drop_audio: torch.Tensor | None = None,
+        drop_text: torch.Tensor | None = None,
+        audio_lead: int = 0,
+    ) -> AvatarTransformerOutput:
+        """The same model without the cache: reference segments and generation tokens form one joint sequence
+        that goes through every layer at every call, self-attention under the segment mask (dense / sparse / flex).
+        Slow; it exists to prove the cached path exact and to benchmark against."""
+        B, T = latents.shape[0], latents.shape[2]
+        x, S, h, w, seg, out_mod, rope, text_ctx, audio_ctx = self._prepare(
+            latents, timestep, motion, audio, text, n_bridge, text_mask, drop_audio, drop_text, audio_lead)
+        xs, layout, cos, sin = [], [], [], []
+        clean = self._clean_mods(x.device, x.dtype)[0]
+        for k, (rl, rm) in enumerate(reference_segments):
+            xr, Sr, hr, wr = self._embed(rl, rm)
+            xs.append(xr.expand(B, -1, -1))
+            layout.append(Segment(rl.shape[2], Sr, clean))
+            c, s = self._rope(rl.shape[2], hr, wr, self._segment_time_offset(k), rm is not None, x.device)
+            cos.append(c)
+            sin.append(s)
+        n_ref = sum(t.shape[1] for t in xs)
+        x = torch.cat([*xs, x], dim=1)
+        layout.append(seg)
+        rope = (torch.cat([*cos, rope[0]]), torch.cat([*sin, rope[1]]))
+        lengths = [s.n_tokens for s in layout]
+        joint = JOINT_ATTENTION[attention]
+        for block in self.blocks:
+            q, k, v = block.qkv(x, layout, rope)
+            x = block.attention_residual(x, joint(q, k, v, lengths), layout)
+            xg = block.cross_attention(x[:, n_ref:], text_ctx, audio_ctx, S)
+            x = block.feed_forward(torch.cat([x[:, :n_ref], xg], dim=1), layout)
+        return self._head(x[:, n_ref:], out_mod, T, S, h, w, motion is not None)
+
+
+def transformer_from_config(dit_cfg, in_channels: int, sample_size: int = 64) -> AvatarTransformer3DModel:
+    """Build the DiT from the typed `DiTConfig` section (config.py) and the VAE's latent channels."""
+    if list(dit_cfg.patch)[0] != 1 or dit_cfg.patch[1] != dit_cfg.patch[2]:
+        raise ValueError(f"dit.patch {dit_cfg.patch}: only 1×p×p patches are supported")
+    return AvatarTransformer3DModel(
+        in_channels=in_channels, hidden=dit_cfg.hidden, layers=dit_cfg.layers, heads=dit_cfg.heads,
+        patch=dit_cfg.patch[1], text_dim=dit_cfg.text_dim, audio_dim=dit_cfg.audio_dim, motion_dim=dit_cfg.motion_dim,
+        mlp_ratio=dit_cfg.mlp_ratio, audio_window=dit_cfg.audio_window,
+        reference_time_stride=dit_cfg.reference_time_stride, sample_size=sample_size)
