@@ -184,6 +184,11 @@ class StudyConfig:
     port: int = 8765
     annotators_per_case: int = 3
     bootstrap: int = 1000
+    annotators: int = 6  # invite tokens made by `study create` / the notebook's simulated study
+    turing_cases: int = 12  # real-vs-generated pairs in the exported bundle
+    likert_cases: int = 8  # single videos rated on the six 5-point dimensions
+    pairwise_cases: int = 8  # system-vs-system preference pairs
+    simulated_accuracy: float = 0.778  # SIMULATED annotators' mean Turing accuracy (the seed's 77.8 %)
 
 
 @dataclass(kw_only=True)

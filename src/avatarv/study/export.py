@@ -1,0 +1,173 @@
+"""Deterministic study bundle from the corpus (and generated videos when they exist) for DVC stage 12_study_export.
+
+Bundle layout (OUT is the study's media root):
+    OUT/manifest.csv   the cases (the format `study create` reads; see manifest.py)
+    OUT/media.csv      every video: file, sha256, bytes, system, clip_id, source
+    OUT/media/<sha256[:16]>.mp4   content-named copies, so neither names nor paths reveal real vs generated
+    OUT/bundle.json    mode, systems, counts, seed
+Same inputs + seed → byte-identical bundle (sorted rows, no timestamps), so DVC sees no change on a rerun.
+
+Generated videos: pass {system name: DIR} where DIR/<clip_id>.mp4 is the system's rendition of corpus clip
+<clip_id> (same audio, reference from another scene). Until any exist ("standin" mode), another clean corpus clip
+of the same identity — preferably from a different scene — stands in for the generated one, so the app, the
+export and the analysis are exercised end to end; such bundles say mode "standin" and must not be reported as a
+result about a generator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import Config
+from ..errors import InputError
+from ..media import atomic_path
+from .manifest import REAL
+
+STANDIN_SYSTEMS = ("standin_a", "standin_b")
+
+
+def _clean_clips(corpus_dir: Path) -> pd.DataFrame:
+    path = corpus_dir / "manifest.parquet"
+    if not path.exists():
+        raise InputError(path, "corpus manifest not found (run `avatarv synth` / stage 00_corpus first)")
+    df = pd.read_parquet(path, columns=None)
+    missing = {"clip_id", "path", "identity"} - set(df.columns)
+    if missing:
+        raise InputError(path, f"missing column(s) {', '.join(sorted(missing))}")
+    if "distractor" in df.columns:
+        df = df[df.distractor.fillna("") == ""]
+    df = df[[p for p in ("clip_id", "path", "identity", "scene", "split") if p in df.columns]].copy()
+    df = df[[(corpus_dir / p).is_file() for p in df.path]]
+    return df.sort_values("clip_id").reset_index(drop=True)
+
+
+def _standin_systems(clips: pd.DataFrame, rng: np.random.Generator) -> dict[str, dict[str, str]]:
+    """For each clip, other clips of the same identity (different scene first) play the generated versions."""
+    out: dict[str, dict[str, str]] = {s: {} for s in STANDIN_SYSTEMS}
+    scene = clips.scene if "scene" in clips.columns else pd.Series(0, index=clips.index)
+    for _, g in clips.groupby("identity", sort=True):
+        if len(g) < 2:
+            continue
+        for i in g.index:
+            others = [j for j in g.index if j != i]
+            others.sort(key=lambda j: (scene[j] == scene[i], clips.clip_id[j]))
+            picks = others[:2] if len(others) >= 2 else others * 2
+            if rng.random() < 0.5:
+                picks = picks[::-1]
+            for system, j in zip(STANDIN_SYSTEMS, picks):
+                out[system][clips.clip_id[i]] = clips.path[j]
+    return out
+
+
+def plan_cases(
+    real: dict[str, str], systems: dict[str, dict[str, str]], identity: dict[str, str], cfg: Config, seed: int
+) -> list[dict]:
+    """The cases over clip ids every system has rendered: Turing (real vs each system in turn), Likert (real and
+    every system in turn), pairwise (each pair of systems; against real when only one system exists)."""
+    names = sorted(systems)
+    pool = sorted(set(real).intersection(*(systems[s] for s in names)))
+    if not pool or not names:
+        raise InputError("study export", "no clip has both a real and a generated (or stand-in) video")
+    rng = np.random.default_rng(seed)
+
+    def clips(n: int) -> list[str]:
+        order = []
+        while len(order) < n:
+            order += [pool[i] for i in rng.permutation(len(pool))]
+        return order[:n]
+
+    pairs = list(combinations(names, 2)) or [(names[0], REAL)]
+    video = lambda system, clip: real[clip] if system == REAL else systems[system][clip]  # noqa: E731
+    cases = []
+    for i, clip in enumerate(clips(cfg.study.turing_cases)):
+        s = names[i % len(names)]
+        cases.append({"case_id": f"turing_{i:03d}", "kind": "turing", "video_a": real[clip], "system_a": REAL,
+                      "video_b": video(s, clip), "system_b": s, "identity": identity[clip], "clip_id": clip})
+    rated = [REAL, *names]
+    for i, clip in enumerate(clips(cfg.study.likert_cases)):
+        s = rated[i % len(rated)]
+        cases.append({"case_id": f"likert_{i:03d}", "kind": "likert", "video_a": video(s, clip), "system_a": s,
+                      "video_b": "", "system_b": "", "identity": identity[clip], "clip_id": clip})
+    for i, clip in enumerate(clips(cfg.study.pairwise_cases)):
+        a, b = pairs[i % len(pairs)]
+        cases.append({"case_id": f"pairwise_{i:03d}", "kind": "pairwise", "video_a": video(a, clip), "system_a": a,
+                      "video_b": video(b, clip), "system_b": b, "identity": identity[clip], "clip_id": clip})
+    return cases
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build_bundle(
+    corpus_dir: str | Path, out_dir: str | Path, cfg: Config, generated: dict[str, str | Path] | None = None
+) -> dict:
+    """Write the study bundle into `out_dir` (replacing a previous one) and return its summary (bundle.json)."""
+    corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
+    clips = _clean_clips(corpus_dir)
+    real = dict(zip(clips.clip_id, clips.path))
+    identity = dict(zip(clips.clip_id, clips.identity))
+    rng = np.random.default_rng(cfg.seed)
+    if generated:
+        mode = "generated"
+        systems = {}
+        for name, d in sorted(generated.items()):
+            if name == REAL or name in STANDIN_SYSTEMS:
+                raise InputError(d, f"system name {name!r} is reserved")
+            found = {p.stem: p for p in sorted(Path(d).glob("*.mp4"))}
+            if not found:
+                raise InputError(d, f"no <clip_id>.mp4 videos for system {name!r}")
+            systems[name] = {k: str(v) for k, v in found.items()}
+    else:
+        mode = "standin"
+        systems = _standin_systems(clips, rng)
+    cases = plan_cases(real, systems, identity, cfg, cfg.seed + 7)
+
+    def source(rel_or_abs: str) -> Path:
+        p = Path(rel_or_abs)
+        return p if p.is_absolute() else corpus_dir / p
+
+    media_rows, renamed = {}, {}
+    for c in cases:
+        for key, sys_key in (("video_a", "system_a"), ("video_b", "system_b")):
+            src = c[key]
+            if not src:
+                continue
+            if src not in renamed:
+                digest = _sha256(source(src))
+                renamed[src] = f"media/{digest[:16]}.mp4"
+                label = src if not Path(src).is_absolute() else f"{c[sys_key]}/{Path(src).name}"
+                media_rows[renamed[src]] = {"file": renamed[src], "sha256": digest, "bytes": source(src).stat().st_size,
+                                            "system": c[sys_key], "clip_id": c["clip_id"], "source": label}
+            c[key] = renamed[src]
+
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    (out_dir / "media").mkdir(parents=True)
+    for src, dst in sorted(renamed.items(), key=lambda kv: kv[1]):
+        shutil.copyfile(source(src), out_dir / dst)
+    cols = ["case_id", "kind", "video_a", "system_a", "video_b", "system_b", "identity", "clip_id"]
+    with atomic_path(out_dir / "manifest.csv") as tmp:
+        pd.DataFrame(cases, columns=cols).to_csv(tmp, index=False)
+    with atomic_path(out_dir / "media.csv") as tmp:
+        pd.DataFrame(sorted(media_rows.values(), key=lambda r: r["file"])).to_csv(tmp, index=False)
+    summary = {
+        "mode": mode, "seed": cfg.seed, "systems": [REAL, *sorted(systems)], "cases": len(cases),
+        "turing_cases": cfg.study.turing_cases, "likert_cases": cfg.study.likert_cases,
+        "pairwise_cases": cfg.study.pairwise_cases, "videos": len(media_rows),
+        "bytes": int(sum(r["bytes"] for r in media_rows.values())),
+    }
+    with atomic_path(out_dir / "bundle.json") as tmp:
+        Path(tmp).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
