@@ -23,8 +23,8 @@ from torch import nn
 # Names of input/output layers kept on AdamW even though their weights are 2-D matrices (seed: AdamW for
 # embeddings). Matched as substrings of the full parameter name.
 DEFAULT_ADAMW_PATTERNS: tuple[str, ...] = (
-    "embed", "patch", "proj_in", "proj_out", "head", "time_", "timestep", "pos_", "norm", "final", "lora_",
-    "scale_shift", "modulation",
+    "embed", "patch", "proj_in", "proj_out", "motion_out", "head", "time_", "timestep", "pos_", "norm", "final",
+    "lora_", "scale_shift", "modulation", "null_",
 )
 
 

@@ -1,0 +1,69 @@
+"""The trainable generator of stages 1–3 and LoRA: the DiT plus the audio encoder, optimised as one module.
+
+One `nn.Module` so that accelerate prepares, clips, checkpoints and (DDP/FSDP) wraps both together. Saved in the
+diffusers component layout `<dir>/transformer` + `<dir>/audio_encoder` (each `save_pretrained`), which
+`AvatarVPipeline` reads next to the VAE and the scheduler.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import Config
+from ..errors import InputError
+from ..models.audio_encoder import AudioEncoder
+from ..models.dit import AvatarTransformer3DModel
+
+
+class AvatarGenerator(nn.Module):
+    def __init__(self, transformer: AvatarTransformer3DModel, audio_encoder: AudioEncoder):
+        super().__init__()
+        self.transformer = transformer
+        self.audio_encoder = audio_encoder
+
+    @classmethod
+    def from_config(cls, cfg: Config, latent_channels: int) -> "AvatarGenerator":
+        d = cfg.dit
+        patch = d.patch[-1] if isinstance(d.patch, list) else int(d.patch)
+        transformer = AvatarTransformer3DModel(
+            in_channels=latent_channels, hidden=d.hidden, layers=d.layers, heads=d.heads, patch=patch,
+            text_dim=d.text_dim, audio_dim=d.audio_dim, motion_dim=d.motion_dim, audio_window=d.audio_window,
+            temporal_downsample=cfg.vae.temporal_downsample,
+        )
+        audio = AudioEncoder(audio_dim=d.audio_dim)
+        return cls(transformer, audio)
+
+    def forward(self, latents, timestep, *, mel=None, ref_latents=None, ref_motion=None, **dit_kwargs):
+        """The whole conditioned DiT call in one `forward`, so that DDP/FSDP see every trainable use of the
+        weights: log-mel → audio features, clean reference → cached K/V (with gradients in training), then the
+        transformer on the noisy generation tokens."""
+        audio = self.audio_encoder(mel) if mel is not None else None
+        reference = None
+        if ref_latents is not None:
+            reference = self.transformer.encode_reference(ref_latents, ref_motion)
+        return self.transformer(latents, timestep, audio=audio, reference=reference, **dit_kwargs)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        self.transformer.save_pretrained(str(path / "transformer"))
+        self.audio_encoder.save_pretrained(str(path / "audio_encoder"))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "AvatarGenerator":
+        path = Path(path)
+        if not (path / "transformer" / "config.json").exists():
+            raise InputError(path, "no saved generator here (expected transformer/ and audio_encoder/)")
+        t = AvatarTransformer3DModel.from_pretrained(str(path / "transformer"))
+        a = AudioEncoder.from_pretrained(str(path / "audio_encoder"))
+        return cls(t, a).to(device)
+
+
+def unwrap(model: nn.Module) -> AvatarGenerator:
+    """The AvatarGenerator inside a DDP/FSDP/compile wrapper."""
+    while not isinstance(model, AvatarGenerator) and hasattr(model, "module"):
+        model = model.module
+    return model

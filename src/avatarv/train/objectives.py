@@ -1,0 +1,161 @@
+"""The rectified-flow objective of stages 1–3 and the human-aware auxiliary losses of personality SFT (seed:
+"Human-aware auxiliary losses ... face quality, lip sync, identity similarity, and motion fidelity").
+
+Flow convention (COMMON.md): x_t = (1 − t)·x0 + t·noise, v = noise − x0, the model predicts v, x0_hat = x_t − t·v.
+Loss terms (each returned separately so curves and ablations can show them):
+- `flow`: velocity MSE over the generated (non-bridge) latent frames;
+- `face` / `lip`: the same squared error averaged over the face / mouth box mapped onto the latent grid
+  (boxes from the corpus landmarks) — extra weight on those regions;
+- `motion`: velocity MSE on the motion stream (the motion tokens are noised with the same t);
+- `identity`: 1 − cosine between a frozen face-embedding network's embeddings of the face in the decoded
+  predicted clean frame and in the reference frame, weighted by (1 − t) because x0_hat is a blur at high noise.
+The total is `flow + Σ weight·term` with weights from params.yaml `train.<stage>.losses` (0 = off).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..models.latent_time import pool_to_latent_rate
+
+
+@dataclass
+class FlowSpec:
+    """Which conditions a stage feeds and which loss terms it adds."""
+
+    text: bool = False
+    audio: bool = False
+    reference: bool = False
+    motion: bool = False  # motion stream on (input tokens + velocity head)
+    n_bridge: int = 0  # clean leading latent frames (a2v: 1 = the face image)
+    bridge_prob: float = 0.0  # chance that a batch gets one clean bridge frame (when n_bridge = 0)
+    cond_dropout: float = 0.1  # per-sample, per-condition drop rate (classifier-free guidance)
+    timestep_shift: float = 1.0
+    losses: dict[str, float] = field(default_factory=dict)  # face, lip, identity, motion weights
+
+
+def sample_timesteps(b: int, gen: torch.Generator, device, shift: float = 1.0) -> torch.Tensor:
+    """Logit-normal flow times (SD3), optionally shifted towards noise for larger frames."""
+    t = torch.sigmoid(torch.randn(b, generator=gen, device=device))
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def box_mask(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, T, 4) normalised [x0,y0,x1,y1] → (B, T, h, w) {0,1}: grid cells whose centre lies in the box."""
+    ys = (torch.arange(h, device=boxes.device, dtype=boxes.dtype) + 0.5) / h
+    xs = (torch.arange(w, device=boxes.device, dtype=boxes.dtype) + 0.5) / w
+    x0, y0, x1, y1 = (boxes[..., i, None, None] for i in range(4))
+    inside = (xs >= x0) & (xs <= x1) & (ys[:, None] >= y0) & (ys[:, None] <= y1)
+    return inside.to(boxes.dtype)
+
+
+def crop_boxes(frames: torch.Tensor, boxes: torch.Tensor, size: int = 32) -> torch.Tensor:
+    """Differentiable square crops: frames (B, 3, H, W), boxes (B, 4) normalised → (B, 3, size, size)."""
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    half = torch.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]).clamp(min=0.05) / 2
+    theta = torch.zeros(len(frames), 2, 3, device=frames.device, dtype=frames.dtype)
+    theta[:, 0, 0], theta[:, 1, 1] = 2 * half, 2 * half
+    theta[:, 0, 2], theta[:, 1, 2] = 2 * cx - 1, 2 * cy - 1
+    grid = F.affine_grid(theta, (len(frames), 3, size, size), align_corners=False)
+    return F.grid_sample(frames, grid, align_corners=False, padding_mode="border")
+
+
+@dataclass
+class IdentityLoss:
+    """Frozen VAE decoder + frozen face embedder → identity term (see module docstring)."""
+
+    vae: Any
+    embedder: Any
+
+    def __call__(self, x0_hat: torch.Tensor, t: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        td = self.vae.config.temporal_downsample
+        video = self.vae.decode(x0_hat[:, :, :2].float())  # frames 0..td: frame td is never a bridge frame
+        frame = video[:, :, td]
+        crop = crop_boxes(frame, batch["face_box"][:, td].float(), self.embedder.config.crop)
+        with torch.no_grad():
+            ref = batch["ref_frames"][:, 0].permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            ref_emb = self.embedder(crop_boxes(ref, batch["ref_face_box"][:, 0].float(), self.embedder.config.crop))
+        emb = self.embedder(crop)
+        cos = (emb * ref_emb).sum(-1)
+        return ((1 - cos) * (1 - t)).mean()
+
+
+def flow_loss(
+    model,
+    batch: dict[str, Any],
+    gen: torch.Generator,
+    spec: FlowSpec,
+    *,
+    text_lookup: Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    identity: IdentityLoss | None = None,
+    td: int = 4,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """One stochastic evaluation of the stage objective on a micro-batch (randomness only from `gen`)."""
+    x0 = batch["latents"].float()
+    B, C, T, H, W = x0.shape
+    dev = x0.device
+    t = sample_timesteps(B, gen, dev, spec.timestep_shift)
+    noise = torch.randn(x0.shape, generator=gen, device=dev)
+    n_bridge = spec.n_bridge
+    if n_bridge == 0 and spec.bridge_prob > 0 and T > 1:
+        n_bridge = int(torch.rand((), generator=gen, device=dev) < spec.bridge_prob)
+    n_bridge = min(n_bridge, T - 1)
+    te = t.view(B, 1, 1, 1, 1)
+    x_t = (1 - te) * x0 + te * noise
+    if n_bridge:
+        x_t = torch.cat([x0[:, :, :n_bridge], x_t[:, :, n_bridge:]], dim=2)
+    v = noise - x0
+
+    def drop() -> torch.Tensor:
+        return torch.rand(B, generator=gen, device=dev) < spec.cond_dropout
+
+    kw: dict[str, Any] = {"n_bridge": n_bridge}
+    if spec.text and text_lookup is not None:
+        kw["text"], kw["text_mask"] = text_lookup(batch["captions"])
+        kw["drop_text"] = drop()
+    if spec.audio:
+        kw["mel"] = batch["mel"].float()
+        kw["drop_audio"] = drop()
+    if spec.reference:
+        kw["ref_latents"] = batch["ref_latents"].float()
+        kw["ref_motion"] = batch["ref_motion"].float() if spec.motion else None
+        kw["drop_reference"] = drop()
+    m_v = None
+    if spec.motion:
+        m0 = pool_to_latent_rate(batch["motion"].float(), td)[:, :T]
+        m_noise = torch.randn(m0.shape, generator=gen, device=dev)
+        m_t = (1 - t.view(B, 1, 1)) * m0 + t.view(B, 1, 1) * m_noise
+        if n_bridge:
+            m_t = torch.cat([m0[:, :n_bridge], m_t[:, n_bridge:]], dim=1)
+        kw["motion"] = m_t
+        m_v = m_noise - m0
+    out = model(x_t, t, **kw)
+    pred = out.sample.float()
+
+    valid = torch.ones(B, T, device=dev)
+    valid[:, :n_bridge] = 0
+    err = ((pred - v) ** 2).mean(1)  # (B, T, H, W)
+    vmask = valid[:, :, None, None].expand_as(err)
+    terms: dict[str, torch.Tensor] = {"flow": (err * vmask).sum() / vmask.sum()}
+    w = spec.losses
+    if w.get("face", 0) > 0 or w.get("lip", 0) > 0:
+        for name, key in (("face", "face_box"), ("lip", "mouth_box")):
+            if w.get(name, 0) > 0:
+                box = pool_to_latent_rate(batch[key].float(), td)[:, :T]
+                m = box_mask(box, H, W) * vmask
+                terms[name] = (err * m).sum() / m.sum().clamp(min=1.0)
+    if m_v is not None and out.motion is not None:
+        merr = ((out.motion.float() - m_v) ** 2).mean(-1)
+        terms["motion"] = (merr * valid).sum() / valid.sum()
+    if identity is not None and w.get("identity", 0) > 0 and "ref_frames" in batch and T > 1:
+        x0_hat = x_t - te * pred
+        terms["identity"] = identity(x0_hat, t, batch)
+    total = terms["flow"]
+    for name, val in terms.items():
+        if name != "flow":
+            total = total + float(w.get(name, 1.0)) * val
+    return total, {k: float(v.detach()) for k, v in terms.items()}
