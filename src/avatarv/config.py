@@ -152,6 +152,11 @@ class StageTrainConfig:
     frames: int = 9
     size: int = 64
     losses: dict[str, float] = field(default_factory=dict)  # aux loss name → weight (0 = off)
+    # progressive curriculum (t2v): [{frames, size, frac}] in order; frac = share of the stage's steps
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    bridge_prob: float = 0.0  # chance a batch keeps one clean leading latent frame (learns continuation)
+    timestep_shift: float = 1.0  # flow-time shift towards noise (larger frames want > 1)
+    eval_pairs: int = 16  # held-out cross-scene pairs generated for the stage's proof / grid
 
 
 @dataclass(kw_only=True)
