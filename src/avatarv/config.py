@@ -108,8 +108,14 @@ class VAEConfig:
     steps: int = 400
     batch_size: int = 4
     lr: float = 2e-4
-    frames: int = 9
+    frames: int = 9  # video frames per training window (1 + 4k)
     kl_weight: float = 1e-6
+    size: int = 64  # frame side (px) the VAE trains and evaluates at (the DiT stages' size)
+    face_weight: float = 2.0  # extra L1 weight inside the manifest face box (the part viewers look at)
+    warmup_steps: int = 20
+    checkpoint_every: int = 100  # accelerate save_state period; a killed run resumes from the newest
+    max_clips: int = 0  # clean training clips loaded into memory (0 = all)
+    eval_windows: int = 16  # held-out windows scored for PSNR/SSIM (overall and face region)
 
 
 @dataclass(kw_only=True)

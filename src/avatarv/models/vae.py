@@ -253,7 +253,8 @@ class AvatarVideoVAE(ModelMixin, ConfigMixin):
         mean, logvar = self.encode_moments(x)
         z = mean
         if sample:
-            z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            z = mean + torch.exp(0.5 * logvar) * noise
         return self.decode_unscaled(z), mean, logvar
 
 

@@ -1,0 +1,23 @@
+"""`avatarv train --stage NAME`: one entry point for every curriculum stage (issue 6: vae; issue 7: t2v, a2v, sft,
+lora). STAGES maps a stage name to a module exposing `main(args) -> int`; stage modules read the shared options
+below (and any they add here) with getattr defaults, so adding a stage is one dict entry.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+STAGES: dict[str, str] = {
+    "vae": "avatarv.train.vae",
+}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--stage", required=True, choices=sorted(STAGES), help="curriculum stage to train")
+    parser.add_argument("--corpus", default=None, help="corpus dir (default data/corpus)")
+    parser.add_argument("--out", default=None, help="run dir (default runs/<stage>)")
+    parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming a checkpoint")
+
+
+def main(args) -> int:
+    return int(importlib.import_module(STAGES[args.stage]).main(args) or 0)
