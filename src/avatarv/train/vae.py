@@ -265,3 +265,14 @@ def main(args) -> int:
                         resume=not getattr(args, "no_resume", False))
     print(json.dumps(summary, indent=2))
     return 0
+
+
+@torch.no_grad()
+def recon_grid(vae: AvatarVideoVAE, clips: VAEClips, frames: int, rows: int = 3) -> np.ndarray:
+    """An image for the notebook: per clip, a row of ground-truth frames over a row of reconstructions."""
+    strips = []
+    for c, start in evaluation_windows(clips, frames, min(rows, len(clips))):
+        truth = clips.frames[c][start : start + frames]
+        rec = reconstruct(vae, truth)
+        strips += [np.concatenate(list(truth[: len(rec)]), axis=1), np.concatenate(list(rec), axis=1)]
+    return np.concatenate(strips, axis=0) if strips else np.zeros((8, 8, 3), np.uint8)
