@@ -26,11 +26,19 @@ from torch.utils.checkpoint import checkpoint
 
 from .dit_blocks import AvatarBlock, Segment, TimestepEmbedding, _per_frame
 from .latent_time import as_latent_rate, audio_windows
-from .reference_attention import attend, dense_segment_attention, flex_segment_attention, sparse_segment_attention
+from .reference_attention import (
+    attend,
+    dense_segment_attention,
+    flex_segment_attention,
+    full_joint_attention,
+    sparse_segment_attention,
+)
 from .reference_cache import ReferenceCache
 from .rope import rope_cos_sin, token_positions
 
-JOINT_ATTENTION = {"dense": dense_segment_attention, "sparse": sparse_segment_attention, "flex": flex_segment_attention}
+# "full" (no mask) is the naive-concatenation baseline for benchmarks; it is a different model, not an equivalent.
+JOINT_ATTENTION = {"dense": dense_segment_attention, "sparse": sparse_segment_attention, "flex": flex_segment_attention,
+                   "full": full_joint_attention}
 
 
 @dataclass

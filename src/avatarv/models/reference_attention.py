@@ -96,6 +96,12 @@ def flex_segment_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, le
     return flex_attention(q, k, v, block_mask=block)
 
 
+def full_joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
+    """Benchmark baseline only: every token sees every token (naive concatenation of the reference into the
+    sequence). NOT equal to the three functions above: the reference would then depend on the generation."""
+    return F.scaled_dot_product_attention(q, k, v)
+
+
 def attention_flops(n_query: int, n_key: int, head_dim: int, heads: int, batch: int = 1) -> float:
     """Forward FLOPs of softmax attention (two matmuls, 2 FLOPs per multiply-add)."""
     return 4.0 * batch * heads * n_query * n_key * head_dim
