@@ -2,7 +2,7 @@
 
 Bundle layout (OUT is the study's media root):
     OUT/manifest.csv   the cases (the format `study create` reads; see manifest.py)
-    OUT/media.csv      every video: file, sha256, bytes, system, clip_id, source
+    OUT/media.csv      every video: file, sha256, bytes, source (one file may serve several cases and roles)
     OUT/media/<sha256[:16]>.mp4   content-named copies, so neither names nor paths reveal real vs generated
     OUT/bundle.json    mode, systems, counts, seed
 Same inputs + seed → byte-identical bundle (sorted rows, no timestamps), so DVC sees no change on a rerun.
@@ -149,7 +149,7 @@ def build_bundle(
                 renamed[src] = f"media/{digest[:16]}.mp4"
                 label = src if not Path(src).is_absolute() else f"{c[sys_key]}/{Path(src).name}"
                 media_rows[renamed[src]] = {"file": renamed[src], "sha256": digest, "bytes": source(src).stat().st_size,
-                                            "system": c[sys_key], "clip_id": c["clip_id"], "source": label}
+                                            "source": label}
             c[key] = renamed[src]
 
     if out_dir.exists():

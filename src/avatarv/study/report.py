@@ -7,6 +7,7 @@ for a human result.
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -79,11 +80,11 @@ def plot_likert(summary: dict, path: Path) -> Path:
     for i, s in enumerate(systems):
         g = lk[lk.system == s].set_index("dimension").reindex(list(DIMENSIONS))
         ax.bar(x + i * width, g["mean"], width, yerr=_errbars(g["mean"], g.ci_low, g.ci_high), capsize=2, label=s)
-    ax.set_xticks(x + width * (len(systems) - 1) / 2, [DIMENSION_LABELS[d].split(" (")[0] for d in DIMENSIONS],
-                  fontsize=8)
-    ax.set_ylim(1, 5.2)
+    labels = [textwrap.fill(DIMENSION_LABELS[d].split(" (")[0], 16) for d in DIMENSIONS]
+    ax.set_xticks(x + width * (len(systems) - 1) / 2, labels, fontsize=8)
+    ax.set_ylim(1, 5.6)
     ax.set_ylabel("mean score (1–5)")
-    ax.legend(fontsize=7, ncol=len(systems))
+    ax.legend(fontsize=7, ncol=len(systems), loc="upper center")
     ax.set_title(_title("5-point ratings per dimension (95 % bootstrap CI)", summary["simulated"]), fontsize=9)
     return _save(fig, path)
 
