@@ -90,7 +90,7 @@ def test_full_annotation_flow_and_results(study):
     assert _n_answers(study["db"]) == 18  # 6 cases × 3 annotators
     res = c.get(f"/results/{study['owner']}")
     assert res.status_code == 200 and "18 answers of 18 expected" in res.text and "SIMULATED" not in res.text
-    turing_row = re.search(r'<table id="turing">.*?</table>', res.text, re.S).group(0)
+    turing_row = re.search(r'<table id="turing">.*?</table>', res.text, re.DOTALL).group(0)
     assert "0.0 %" in turing_row and "100.0 %" in turing_row  # all picked the real video: nobody fooled
     csv = c.get(f"/results/{study['owner']}/answers.csv")
     assert csv.status_code == 200 and len(csv.text.strip().splitlines()) == 19
@@ -160,7 +160,7 @@ def test_malformed_answers_refused(study):
 def test_videos_only_for_own_cases_and_only_from_media_root(study, tmp_path):
     c = _client(study)
     tok = study["tokens"][0]
-    uid, kind, _ = study["queues"][tok][0]
+    uid = study["queues"][tok][0][0]
     assert c.get(f"/a/{tok}/video/{_case_not_assigned_to(study, tok)}/left").status_code == 403
     assert c.get(f"/a/{tok}/video/{uid}/middle").status_code == 404
     secret = tmp_path / "secret.mp4"
@@ -212,9 +212,8 @@ def test_manifest_rows_checked(tmp_path):
             read_manifest(tmp_path / "bad.json")
     good = read_manifest(media / "manifest.json")
     missing = [c.__class__(**{**c.__dict__, "video_a": "clips/none.mp4"}) for c in good[:1]]
-    with open_db(tmp_path / "s.db")() as s:
-        with pytest.raises(InputError, match="not found"):
-            create_study(s, missing, media, 3, seed=0)
+    with open_db(tmp_path / "s.db")() as s, pytest.raises(InputError, match="not found"):
+        create_study(s, missing, media, 3, seed=0)
     with sqlite3.connect(tmp_path / "s.db") as db:
         assert db.execute("SELECT COUNT(*) FROM studies").fetchone()[0] == 0
 

@@ -94,3 +94,21 @@ def test_generated_videos_used_when_given(corpus, cfg, tmp_path):
 def test_missing_corpus_refused(tmp_path, cfg):
     with pytest.raises(InputError, match="corpus manifest not found"):
         build_bundle(tmp_path / "nothing", tmp_path / "b", cfg)
+
+
+def test_cli_export_create_simulate_analyze(corpus, tmp_path, capsys):
+    from avatarv.cli import main
+
+    bundle, db, out = tmp_path / "bundle", tmp_path / "s.db", tmp_path / "report"
+    assert main(["study", "export", "--corpus", str(corpus), "--out", str(bundle)]) == 0
+    assert main(["study", "create", "--db", str(db), "--manifest", str(bundle / "manifest.csv"),
+                 "--media-root", str(bundle), "--annotators", "ann_a,ann_b,ann_c,ann_d"]) == 0
+    links = capsys.readouterr().out
+    assert links.count("/a/") == 4 and "/results/" in links
+    assert main(["study", "create", "--db", str(db), "--manifest", str(bundle / "manifest.csv"),
+                 "--media-root", str(bundle)]) == 2  # the same study name twice is refused
+    assert main(["study", "simulate", "--db", str(db)]) == 0
+    assert main(["study", "analyze", "--db", str(db), "--out", str(out)]) == 0
+    assert "SIMULATED" in capsys.readouterr().out
+    assert (out / "turing.png").exists() and (out / "metrics.json").exists()
+    assert main(["study", "analyze", "--db", str(tmp_path / "none.db")]) == 2

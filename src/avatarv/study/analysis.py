@@ -68,9 +68,9 @@ def turing_summary(df: pd.DataFrame, per_case: int, n_boot: int, seed: int) -> d
     fooled = (complete.n_correct < complete.n).astype(float).to_numpy()
     acc_num, acc_den = by_case.n_correct.to_numpy(), by_case.n.to_numpy()
     return {
-        "cases_answered": int(len(by_case)),
-        "cases_complete": int(len(complete)),
-        "answers": int(len(t)),
+        "cases_answered": len(by_case),
+        "cases_complete": len(complete),
+        "answers": len(t),
         "fooled_at_least_one_rate": float(fooled.mean()) if len(fooled) else float("nan"),
         "fooled_ci": bootstrap_ratio(fooled, np.ones_like(fooled), n_boot, seed),
         "accuracy": float(acc_num.sum() / acc_den.sum()) if acc_den.sum() else float("nan"),
@@ -153,5 +153,5 @@ def summarize(df: pd.DataFrame, per_case: int, n_boot: int, seed: int) -> dict:
         "pairwise": win_rates(df, n_boot, seed + 300),
         "agreement": agreement(df, per_case),
         "simulated": bool(len(df)) and bool(df.simulated.any()),
-        "answers": int(len(df)),
+        "answers": len(df),
     }

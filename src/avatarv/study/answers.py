@@ -84,9 +84,9 @@ def parse_answer(kind: str, form: dict[str, list[str]]) -> dict[str, object]:
     expected = set(DIMENSIONS) if kind == "likert" else {"choice"}
     unknown, missing = set(fields) - expected, expected - set(fields)
     if unknown:
-        raise Refusal(422, f"unexpected field {sorted(unknown)[0]!r} for a {kind} case")
+        raise Refusal(422, f"unexpected field {min(unknown)!r} for a {kind} case")
     if missing:
-        raise Refusal(422, f"missing answer {sorted(missing)[0]!r}")
+        raise Refusal(422, f"missing answer {min(missing)!r}")
     if kind == "likert":
         out: dict[str, object] = {}
         for d in DIMENSIONS:

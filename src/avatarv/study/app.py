@@ -12,6 +12,7 @@ inside the media root before a byte is sent. All state is in SQLite, so a restar
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -38,7 +39,7 @@ MEDIA_TYPES = {".mp4": "video/mp4", ".webm": "video/webm"}
 
 
 def _pct(x: float) -> str:
-    return "–" if x != x else f"{100 * x:.1f} %"
+    return "–" if math.isnan(x) else f"{100 * x:.1f} %"
 
 
 def create_app(db_path: str | Path, *, n_boot: int = 1000, seed: int = 0) -> FastAPI:

@@ -7,7 +7,7 @@ answer (a replayed vote hits UNIQUE and stores nothing), and Likert scores outsi
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import (
@@ -37,7 +37,7 @@ DIMENSION_LABELS = {
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):

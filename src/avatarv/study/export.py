@@ -84,7 +84,7 @@ def plan_cases(
         return order[:n]
 
     pairs = list(combinations(names, 2)) or [(names[0], REAL)]
-    video = lambda system, clip: real[clip] if system == REAL else systems[system][clip]  # noqa: E731
+    video = lambda system, clip: real[clip] if system == REAL else systems[system][clip]
     cases = []
     for i, clip in enumerate(clips(cfg.study.turing_cases)):
         s = names[i % len(names)]

@@ -71,11 +71,7 @@ def cases_from_frame(df: pd.DataFrame, where: str | Path = "manifest") -> list[C
         raise InputError(where, f"missing column(s) {', '.join(sorted(missing))}")
     cases, seen = [], set()
     for i, row in enumerate(df.fillna("").astype(str).to_dict("records")):
-        get = lambda k: str(row.get(k, "") or "").strip()  # noqa: E731
-        spec = CaseSpec(
-            case_id=get("case_id"), kind=get("kind"), video_a=get("video_a"), system_a=get("system_a"),
-            video_b=get("video_b"), system_b=get("system_b"), identity=get("identity"),
-        )
+        spec = CaseSpec(**{f: str(row.get(f, "") or "").strip() for f in CaseSpec.__dataclass_fields__})
         _check_case(spec, f"row {i}", where)
         if spec.case_id in seen:
             raise InputError(where, f"row {i}: duplicate case_id {spec.case_id!r}")

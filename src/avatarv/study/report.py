@@ -13,12 +13,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from ..media import atomic_path  # noqa: E402
-from .db import DIMENSION_LABELS, DIMENSIONS  # noqa: E402
+from ..media import atomic_path
+from .db import DIMENSION_LABELS, DIMENSIONS
 
 SIMULATED_NOTE = "SIMULATED answers (not people)"
 
@@ -114,8 +114,8 @@ def tables_markdown(summary: dict) -> str:
     lines = [f"# Study results{' — ' + SIMULATED_NOTE if summary['simulated'] else ''}", ""]
     lines += [f"Answers: {summary['answers']}. Turing cases complete: {t['cases_complete']}.", "",
               "| fooled ≥ 1 of 3 | 95 % CI | accuracy | 95 % CI |", "|---|---|---|---|",
-              f"| {t['fooled_at_least_one_rate']:.3f} | {t['fooled_ci'][0]:.3f}–{t['fooled_ci'][1]:.3f} | "
-              f"{t['accuracy']:.3f} | {t['accuracy_ci'][0]:.3f}–{t['accuracy_ci'][1]:.3f} |", ""]
+              (f"| {t['fooled_at_least_one_rate']:.3f} | {t['fooled_ci'][0]:.3f}–{t['fooled_ci'][1]:.3f} | "
+               f"{t['accuracy']:.3f} | {t['accuracy_ci'][0]:.3f}–{t['accuracy_ci'][1]:.3f} |"), ""]
     for name in ("annotators", "likert", "pairwise"):
         df: pd.DataFrame = summary[name]
         lines += [f"## {name}", "", df.to_markdown(index=False, floatfmt=".3f") if len(df) else "(none)", ""]
