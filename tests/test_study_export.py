@@ -108,7 +108,7 @@ def test_cli_export_create_simulate_analyze(corpus, tmp_path, capsys):
     assert main(["study", "create", "--db", str(db), "--manifest", str(bundle / "manifest.csv"),
                  "--media-root", str(bundle)]) == 2  # the same study name twice is refused
     assert main(["study", "simulate", "--db", str(db)]) == 0
-    assert main(["study", "analyze", "--db", str(db), "--out", str(out)]) == 0
+    assert main(["study", "analyze", "--db", str(db), "--out", str(out), "--no-mlflow"]) == 0
     assert "SIMULATED" in capsys.readouterr().out
     assert (out / "turing.png").exists() and (out / "metrics.json").exists()
-    assert main(["study", "analyze", "--db", str(tmp_path / "none.db")]) == 2
+    assert main(["study", "analyze", "--db", str(tmp_path / "none.db"), "--no-mlflow"]) == 2

@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     an = with_db(sub.add_parser("analyze", help="tables + plots + metrics.json of a study"))
     an.add_argument("--name", default=None, help="study name (default: the only/first study)")
     an.add_argument("--out", type=Path, default=REPORTS / "study")
+    an.add_argument("--no-mlflow", action="store_true", help="do not log the analysis as an MLflow run")
 
     sim = with_db(sub.add_parser("simulate", help="answer all open assignments with SIMULATED votes"))
     sim.add_argument("--name", default=None)
@@ -132,6 +133,12 @@ def main(args: argparse.Namespace) -> int:
 
         summary = summarize(answers_frame(s, study), study.annotators_per_case, cfg.study.bootstrap, cfg.seed)
     paths = write_report(summary, args.out)
+    if not args.no_mlflow:
+        from .. import tracking
+
+        tracking.start_stage("study_analyze", cfg, {"study": study.name, "simulated": summary["simulated"]})
+        plots = [paths[k] for k in ("turing_plot", "likert_plot", "pairwise_plot", "results_md")]
+        tracking.end_stage(paths["metrics"], artifacts=plots)
     t = metrics_dict(summary)["turing"]
     label = " (SIMULATED)" if summary["simulated"] else ""
     print(f"study {study.name!r}{label}: {summary['answers']} answers; fooled ≥1 of {study.annotators_per_case}: "
