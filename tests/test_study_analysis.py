@@ -31,7 +31,7 @@ NAN = np.nan
 def _frame(rows: list[dict]) -> pd.DataFrame:
     full = []
     for r in rows:
-        row = {c: "" for c in ANSWER_COLUMNS} | {d: NAN for d in DIMENSIONS} | {"correct": NAN, "simulated": False}
+        row = {c: "" for c in ANSWER_COLUMNS} | {d: NAN for d in DIMENSIONS} | {"correct": NAN, "seconds": NAN, "simulated": False}
         row.update(r)
         if row["kind"] == "turing":
             row["correct"] = float(row["choice"] == row["real_side"])
@@ -72,10 +72,14 @@ def test_incomplete_cases_left_out_of_fooled_rate_but_not_accuracy():
     assert t["accuracy"] == pytest.approx(7 / 8)
 
 
-def test_per_annotator_accuracy():
+def test_per_annotator_accuracy_and_time():
     df = _turing([1, 1, 0, 0])  # annotator a0 is fooled in the first two cases
-    acc = annotator_accuracy(df, n_boot=100, seed=0).set_index("annotator")
+    df["seconds"] = np.arange(len(df), dtype=float)  # a0 answers rows 0, 3, 6, 9 → median 4.5
+    likert_only = _frame([{"case": "l", "kind": "likert", "annotator": "z", "left_system": "S", "seconds": 7.0}])
+    acc = annotator_accuracy(pd.concat([df, likert_only]), n_boot=100, seed=0).set_index("annotator")
     assert acc.loc["a0", "accuracy"] == 0.5 and acc.loc["a1", "accuracy"] == 1.0 and acc.loc["a0", "n"] == 4
+    assert acc.loc["a0", "median_seconds"] == 4.5
+    assert acc.loc["z", "n"] == 0 and np.isnan(acc.loc["z", "accuracy"]) and acc.loc["z", "median_seconds"] == 7.0
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -88,6 +88,8 @@ def test_full_annotation_flow_and_results(study):
             assert r.status_code == 303 and r.headers["location"] == f"/a/{token}"
         assert "Thank you" in c.get(f"/a/{token}").text
     assert _n_answers(study["db"]) == 18  # 6 cases × 3 annotators
+    with sqlite3.connect(study["db"]) as db:  # every case page view was timed (seconds per answer)
+        assert db.execute("SELECT COUNT(*) FROM assignments WHERE shown_at IS NOT NULL").fetchone()[0] == 18
     res = c.get(f"/results/{study['owner']}")
     assert res.status_code == 200 and "18 answers of 18 expected" in res.text and "SIMULATED" not in res.text
     turing_row = re.search(r'<table id="turing">.*?</table>', res.text, re.DOTALL).group(0)

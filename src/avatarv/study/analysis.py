@@ -20,8 +20,15 @@ from .db import DIMENSIONS, Annotator, Answer, Assignment, Case, Study
 
 ANSWER_COLUMNS = [
     "case", "case_uid", "kind", "person", "annotator", "left_system", "right_system", "real_side", "choice",
-    "correct", *DIMENSIONS, "simulated",
+    "correct", *DIMENSIONS, "seconds", "simulated",
 ]
+
+
+def _seconds(start, end) -> float:
+    """Seconds between two UTC datetimes, whether or not SQLite handed back their time zone."""
+    if start is None or end is None:
+        return float("nan")
+    return (end.replace(tzinfo=None) - start.replace(tzinfo=None)).total_seconds()
 
 
 def answers_frame(session: Session, study: Study) -> pd.DataFrame:
@@ -36,14 +43,15 @@ def answers_frame(session: Session, study: Study) -> pd.DataFrame:
         .order_by(Case.key, Annotator.name)
     ).all()
     out = []
-    for ans, _asg, case, ann in rows:
+    for ans, asg, case, ann in rows:
         out.append({
             "case": case.key, "case_uid": case.uid, "kind": case.kind, "person": case.identity,
             "annotator": ann.name, "left_system": case.left_system.name,
             "right_system": case.right_system.name if case.right_system else "",
             "real_side": case.real_side or "", "choice": ans.choice or "",
             "correct": float(ans.choice == case.real_side) if case.kind == "turing" else np.nan,
-            **{d: getattr(ans, d) for d in DIMENSIONS}, "simulated": ans.simulated,
+            **{d: getattr(ans, d) for d in DIMENSIONS}, "seconds": _seconds(asg.shown_at, ans.created_at),
+            "simulated": ans.simulated,
         })
     return pd.DataFrame(out, columns=ANSWER_COLUMNS)
 
@@ -79,14 +87,19 @@ def turing_summary(df: pd.DataFrame, per_case: int, n_boot: int, seed: int) -> d
 
 
 def annotator_accuracy(df: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
-    """Per-annotator Turing accuracy (share of pairs where they picked the real video), with bootstrap CIs."""
+    """Per-annotator Turing accuracy (share of pairs where they picked the real video), with bootstrap CIs, and the
+    median seconds they spent per answer (any kind)."""
     t = df[df.kind == "turing"]
     rows = []
     for i, (name, g) in enumerate(t.groupby("annotator")):
         c = g.correct.to_numpy()
         lo, hi = bootstrap_ratio(c, np.ones_like(c), n_boot, seed + i)
         rows.append({"annotator": name, "n": len(c), "accuracy": c.mean(), "ci_low": lo, "ci_high": hi})
-    return pd.DataFrame(rows, columns=["annotator", "n", "accuracy", "ci_low", "ci_high"])
+    out = pd.DataFrame(rows, columns=["annotator", "n", "accuracy", "ci_low", "ci_high"])
+    seconds = pd.to_numeric(df.seconds, errors="coerce").groupby(df.annotator).median().rename("median_seconds")
+    out = out.merge(seconds, left_on="annotator", right_index=True, how="outer")
+    out["n"] = out.n.fillna(0).astype(int)
+    return out.sort_values("annotator").reset_index(drop=True)
 
 
 def likert_means(df: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:

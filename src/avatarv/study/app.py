@@ -13,6 +13,7 @@ inside the media root before a byte is sent. All state is in SQLite, so a restar
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -79,6 +80,9 @@ def create_app(db_path: str | Path, *, n_boot: int = 1000, seed: int = 0) -> Fas
             asg = next_assignment(s, ann)
             if asg is None:
                 return HTMLResponse(render("done.html", annotator=ann.name, total=total))
+            if asg.shown_at is None:
+                asg.shown_at = datetime.now(UTC)
+                s.commit()
             case = asg.case
             return HTMLResponse(render(
                 "annotate.html", annotator=ann.name, token=token, case=case, done=done, total=total,
@@ -121,7 +125,7 @@ def create_app(db_path: str | Path, *, n_boot: int = 1000, seed: int = 0) -> Fas
         with Session() as s:
             study = study_for_owner(s, owner_token)
             df = answers_frame(s, study)
-            ann_rows = []
+            ann_rows = []  # every annotator, also those without Turing cases or answers yet
             for ann in sorted(study.annotators, key=lambda a: a.name):
                 done, total = progress(s, ann)
                 ann_rows.append({"name": ann.name, "done": done, "total": total})
@@ -138,7 +142,7 @@ def create_app(db_path: str | Path, *, n_boot: int = 1000, seed: int = 0) -> Fas
         acc = s["annotators"].set_index("annotator")
         for row in ann_rows:
             got = acc.loc[row["name"]] if row["name"] in acc.index else None
-            for k in ("accuracy", "ci_low", "ci_high"):
+            for k in ("accuracy", "ci_low", "ci_high", "median_seconds"):
                 row[k] = float(got[k]) if got is not None else float("nan")
         likert: dict[str, dict] = {}
         for r in s["likert"].itertuples():

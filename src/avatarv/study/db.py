@@ -119,7 +119,8 @@ class Annotator(Base):
 
 
 class Assignment(Base):
-    """Case shown to an annotator, at `position` in that annotator's queue."""
+    """Case shown to an annotator, at `position` in that annotator's queue. `shown_at` (first time the page was
+    served) gives the time spent per answer, a quality-control signal for rushed annotators."""
 
     __tablename__ = "assignments"
     __table_args__ = (UniqueConstraint("case_id", "annotator_id"), UniqueConstraint("annotator_id", "position"))
@@ -128,6 +129,7 @@ class Assignment(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
     annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
     position: Mapped[int] = mapped_column(Integer)
+    shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # first page view
 
     case: Mapped[Case] = relationship(back_populates="assignments")
     annotator: Mapped[Annotator] = relationship(back_populates="assignments")

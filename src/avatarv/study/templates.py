@@ -80,10 +80,12 @@ _RESULTS = """{% extends "base.html" %}{% block title %}Results · {{ study.name
  <td class="num">{{ pct(s.turing.accuracy) }}</td>
  <td class="num">{{ pct(s.turing.accuracy_ci[0]) }} – {{ pct(s.turing.accuracy_ci[1]) }}</td></tr></table>
 <h2>Annotators</h2>
-<table id="annotators"><tr><th>annotator</th><th>answered</th><th>Turing accuracy</th><th>95 % CI</th></tr>
+<table id="annotators"><tr><th>annotator</th><th>answered</th><th>Turing accuracy</th><th>95 % CI</th>
+ <th>median s / answer</th></tr>
 {% for a in annotators %}<tr><td>{{ a.name }}</td><td class="num">{{ a.done }} / {{ a.total }}</td>
  <td class="num">{{ pct(a.accuracy) }}</td>
- <td class="num">{% if a.accuracy == a.accuracy %}{{ pct(a.ci_low) }} – {{ pct(a.ci_high) }}{% else %}–{% endif %}</td></tr>{% endfor %}
+ <td class="num">{% if a.accuracy == a.accuracy %}{{ pct(a.ci_low) }} – {{ pct(a.ci_high) }}{% else %}–{% endif %}</td>
+ <td class="num">{{ "%.1f"|format(a.median_seconds) if a.median_seconds == a.median_seconds else "–" }}</td></tr>{% endfor %}
 </table>
 <h2>5-point ratings (mean, 95 % CI)</h2>
 <table id="likert"><tr><th>system</th>{% for d in dimensions %}<th>{{ labels[d] }}</th>{% endfor %}</tr>
