@@ -90,6 +90,12 @@ def test_full_annotation_session_in_chromium(served_study):
                 page.wait_for_function(
                     "() => [...document.querySelectorAll('video')].every(v => v.readyState >= 2 && !v.error"
                     " && v.videoWidth === 64)", timeout=20_000)
+                if not shot_taken:  # the clip really plays inline: time advances after play()
+                    played = page.evaluate(
+                        "async () => { const v = document.querySelector('video'); v.muted = true; await v.play();"
+                        " await new Promise(r => v.addEventListener('timeupdate', r, {once: true}));"
+                        " v.pause(); v.currentTime = 0; return v.currentTime + v.played.end(0); }")
+                    assert played > 0
                 if kind == "turing" and not shot_taken:
                     page.evaluate("() => document.querySelectorAll('video').forEach(v => { v.currentTime = 0.5; })")
                     page.wait_for_function("() => [...document.querySelectorAll('video')].every(v => !v.seeking"

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ..config import Config
 from ..errors import InputError
@@ -37,13 +38,13 @@ def _clean_clips(corpus_dir: Path) -> pd.DataFrame:
     path = corpus_dir / "manifest.parquet"
     if not path.exists():
         raise InputError(path, "corpus manifest not found (run `avatarv synth` / stage 00_corpus first)")
-    df = pd.read_parquet(path, columns=None)
-    missing = {"clip_id", "path", "identity"} - set(df.columns)
+    names = set(pq.read_schema(path).names)  # read only the needed columns, not the per-frame ground truth
+    missing = {"clip_id", "path", "identity"} - names
     if missing:
         raise InputError(path, f"missing column(s) {', '.join(sorted(missing))}")
+    df = pd.read_parquet(path, columns=[c for c in ("clip_id", "path", "identity", "scene", "distractor") if c in names])
     if "distractor" in df.columns:
         df = df[df.distractor.fillna("") == ""]
-    df = df[[p for p in ("clip_id", "path", "identity", "scene", "split") if p in df.columns]].copy()
     df = df[[(corpus_dir / p).is_file() for p in df.path]]
     return df.sort_values("clip_id").reset_index(drop=True)
 
