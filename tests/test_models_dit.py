@@ -155,3 +155,21 @@ def test_latent_time_helpers():
     assert expand_to_video_rate(pool_to_latent_rate(x, 4), 4, 10).shape == (1, 10, 1)
     assert as_latent_rate(x, 4, 4).shape == (1, 4, 1)
     assert audio_windows(2, 4, 1).tolist() == [[-4, -3, -2, -1, 0, 1], [0, 1, 2, 3, 4, 5]]
+
+
+@torch.no_grad()
+def test_reference_tokens_unaffected_by_generation_in_joint_model(model):
+    """Inside the uncached joint model, every block's reference keys are the same whatever the generation tokens."""
+    x = _inputs()
+    n_ref = 2 * 17
+    captured = []
+    hooks = [b.to_qkv.register_forward_hook(lambda m, i, o: captured.append(o[:, :n_ref].clone())) for b in model.blocks]
+    try:
+        for lat in (x["latents"], x["latents"] * 3 + 1):
+            model.forward_uncached(lat, 0.5, x["motion"], x["audio"], x["text"], [(x["ref"], x["ref_motion"])])
+    finally:
+        for h in hooks:
+            h.remove()
+    first, second = captured[:2], captured[2:]
+    for a, b in zip(first, second):
+        torch.testing.assert_close(a[:1].expand_as(b), b, atol=1e-6, rtol=1e-6)

@@ -1,0 +1,207 @@
+"""AvatarVPipeline: reference video + speech → talking video of the audio's length (seed: inference, long video).
+
+Read top-down:
+ 1. check inputs; resize the reference to the model's size; encode it with the VAE;
+ 2. audio → log-mel → audio encoder → features per video frame (the waveform padded to the padded video length);
+ 3. the reference runs through the DiT ONCE (`encode_reference`): its per-block K/V serve every step, CFG branch
+    and chunk;
+ 4. chunks of `chunk_latent_frames` latent frames; chunk k+1 starts with the last `bridge_latent_frames` latent
+    frames of chunk k as clean bridge frames; after chunk 0 its first `anchor_latent_frames` latent frames are
+    appended to the cached reference (global appearance anchor, one more reference pass over those frames only);
+ 5. each chunk: Euler steps of FlowMatchEulerDiscreteScheduler on video latents and motion jointly (closed-loop
+    motion stream), CFG on audio and reference (diffusion/guidance.py);
+ 6. decode the whole latent sequence once, trim the padded tail so video length == audio length.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+from tqdm.auto import tqdm
+
+from ..diffusion.guidance import Guidance, guided_velocity
+from ..models.audio_features import log_mel
+from ..models.latent_time import expand_to_video_rate, latent_frames_for, video_frames_for
+
+AUDIO_RATE = 16000
+
+
+@dataclass
+class AvatarVPipelineOutput(BaseOutput):
+    frames: np.ndarray  # (T, H, W, 3) uint8, T = round(audio seconds · fps)
+    motion: np.ndarray  # (T, 16) generated motion stream, per video frame
+    latents: torch.Tensor  # (1, C, T', h, w) the generated latent sequence (padded tail removed)
+
+
+def chunk_starts(n_latent: int, chunk: int, bridge: int) -> list[int]:
+    """Start latent frame of each chunk; consecutive chunks overlap by `bridge` frames; the last may overhang."""
+    if not 0 <= bridge < chunk:
+        raise ValueError(f"bridge_latent_frames {bridge} must be in [0, chunk_latent_frames {chunk})")
+    n_chunks = 1 + max(0, math.ceil((n_latent - chunk) / (chunk - bridge)))
+    return [k * (chunk - bridge) for k in range(n_chunks)]
+
+
+def square_resize(frames: np.ndarray, size: int) -> torch.Tensor:
+    """(T, H, W, 3) uint8 → (1, 3, T, size, size) in [-1, 1]: centre square crop, then area/bilinear resize."""
+    t, h, w, _ = frames.shape
+    s = min(h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    x = torch.from_numpy(np.array(frames[:, y0 : y0 + s, x0 : x0 + s])).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(size, size), mode="area" if s > size else "bilinear", align_corners=None if s > size else False)
+    return (x / 127.5 - 1.0).permute(1, 0, 2, 3)[None]
+
+
+class AvatarVPipeline(DiffusionPipeline):
+    model_cpu_offload_seq = "audio_encoder->transformer->vae"
+
+    def __init__(self, vae, transformer, audio_encoder, scheduler, fps: int = 25, chunk_latent_frames: int = 4,
+                 bridge_latent_frames: int = 1, anchor_latent_frames: int = 1, reference_latent_frames: int = 2,
+                 steps: int = 12, cfg_audio: float = 2.0, cfg_reference: float = 1.5):
+        super().__init__()
+        self.register_modules(vae=vae, transformer=transformer, audio_encoder=audio_encoder, scheduler=scheduler)
+        self.register_to_config(fps=fps, chunk_latent_frames=chunk_latent_frames, bridge_latent_frames=bridge_latent_frames,
+                                anchor_latent_frames=anchor_latent_frames, reference_latent_frames=reference_latent_frames,
+                                steps=steps, cfg_audio=cfg_audio, cfg_reference=cfg_reference)
+
+    # ------------------------------------------------------------------------------------------ pieces
+    def _audio_features(self, audio: np.ndarray, sample_rate: int, n_video_padded: int, device, dtype) -> torch.Tensor:
+        """(1, n_video_padded, audio_dim): silence-padded waveform → log-mel → audio encoder, one row per frame."""
+        from ..media import resample
+
+        audio = resample(np.asarray(audio, np.float32), sample_rate, AUDIO_RATE)
+        need = int(math.ceil(n_video_padded / self.config.fps * AUDIO_RATE)) + AUDIO_RATE // 100 * 4
+        audio = np.pad(audio, (0, max(0, need - len(audio))))
+        mel = torch.from_numpy(log_mel(audio, AUDIO_RATE))[None].to(device, self.audio_encoder.dtype)
+        feats = self.audio_encoder(mel).to(dtype)
+        if feats.shape[1] < n_video_padded:
+            feats = F.pad(feats, (0, 0, 0, n_video_padded - feats.shape[1]))
+        return feats[:, :n_video_padded]
+
+    def _sigmas(self, steps: int) -> list[float]:
+        """Uniform sigmas 1 → 1/steps (the scheduler applies its shift and appends 0): every step moves."""
+        return np.linspace(1.0, 1.0 / steps, steps).tolist()
+
+    # ------------------------------------------------------------------------------------------ call
+    @torch.no_grad()
+    def __call__(
+        self,
+        reference_frames: np.ndarray,
+        audio: np.ndarray,
+        sample_rate: int,
+        reference_motion: np.ndarray | None = None,
+        num_inference_steps: int | None = None,
+        guidance: Guidance | None = None,
+        generator: torch.Generator | None = None,
+        progress: bool = True,
+        use_reference_cache: bool = True,
+    ) -> AvatarVPipelineOutput:
+        cfg, tr, vae = self.config, self.transformer, self.vae
+        device, dtype = tr.device, tr.dtype
+        td = vae.config.temporal_downsample
+        steps = num_inference_steps or cfg.steps
+        guidance = guidance or Guidance(audio=cfg.cfg_audio, reference=cfg.cfg_reference)
+
+        # 1. inputs and reference latents
+        ref = np.asarray(reference_frames)
+        ref = ref[None] if ref.ndim == 3 else ref
+        if ref.ndim != 4 or ref.shape[-1] != 3 or ref.dtype != np.uint8 or len(ref) == 0:
+            raise ValueError(f"reference_frames must be (T, H, W, 3) or (H, W, 3) uint8, got {ref.shape} {ref.dtype}")
+        audio = np.asarray(audio, np.float32)
+        if audio.ndim != 1 or audio.size == 0 or sample_rate <= 0:
+            raise ValueError(f"audio must be non-empty mono samples at a positive rate, got {audio.shape} @ {sample_rate}")
+        n_ref_latent = min(cfg.reference_latent_frames, 1 + (len(ref) - 1) // td)  # whole VAE groups only
+        n_ref_video = video_frames_for(n_ref_latent, td)
+        ref_pix = square_resize(ref[:n_ref_video], tr.config.sample_size).to(device, vae.dtype)
+        ref_latents = vae.encode(ref_pix).to(dtype)
+        ref_motion = None
+        if reference_motion is not None:
+            ref_motion = torch.as_tensor(np.asarray(reference_motion, np.float32)[:n_ref_video])[None].to(device, dtype)
+
+        # 2. lengths, chunk plan, audio features
+        n_video = max(1, int(round(len(audio) / sample_rate * cfg.fps)))
+        n_latent = latent_frames_for(n_video, td)
+        T_c, b = cfg.chunk_latent_frames, cfg.bridge_latent_frames
+        starts = chunk_starts(n_latent, T_c, b)
+        n_latent_padded = starts[-1] + T_c
+        feats = self._audio_features(audio, sample_rate, video_frames_for(n_latent_padded, td), device, dtype)
+
+        # 3. the reference, once
+        cache = tr.encode_reference(ref_latents, ref_motion) if use_reference_cache else None
+        segments = [(ref_latents, ref_motion)]
+
+        C, h, w = ref_latents.shape[1], ref_latents.shape[3], ref_latents.shape[4]
+        motion_dim = tr.config.motion_dim
+        margin = tr.config.audio_window
+        chunks_latents, chunks_motion = [], []
+        prev_lat = prev_mot = None
+        bar = tqdm(total=len(starts) * steps, desc="avatarv generate", disable=not progress, unit="step")
+
+        # 4.-5. chunks
+        for k, s in enumerate(starts):
+            lat = torch.randn((1, C, T_c, h, w), generator=generator, device="cpu").to(device, dtype)
+            mot = torch.randn((1, T_c, motion_dim), generator=generator, device="cpu").to(device, dtype)
+            n_bridge = 0 if k == 0 else b
+            if n_bridge:
+                lat[:, :, :b], mot[:, :b] = prev_lat[:, :, -b:], prev_mot[:, -b:]
+                bridge_lat, bridge_mot = lat[:, :, :b].clone(), mot[:, :b].clone()
+            lead = min(td * s, td - 1 + margin)
+            a0 = td * s - lead
+            a_chunk = feats[:, a0 : td * (s + T_c - 1) + margin + 1]
+
+            self.scheduler.set_timesteps(sigmas=self._sigmas(steps), device=device)
+            for t in self.scheduler.timesteps:
+                sigma = (t / self.scheduler.config.num_train_timesteps).reshape(1).to(device)
+
+                def predict(use_ref: bool, use_audio: bool):
+                    kw = dict(audio=a_chunk if use_audio else None, n_bridge=n_bridge, audio_lead=lead)
+                    if use_reference_cache:
+                        out = tr(lat, sigma, mot, reference=cache if use_ref else None, **kw)
+                    else:
+                        out = tr.forward_uncached(lat, sigma, mot, reference_segments=segments if use_ref else [], **kw)
+                    return out.sample, out.motion
+
+                v_lat, v_mot = guided_velocity(predict, guidance)
+                packed = torch.cat([lat.flatten(), mot.flatten()])
+                v = torch.cat([v_lat.flatten(), v_mot.flatten()])
+                packed = self.scheduler.step(v.float(), t, packed.float()).prev_sample.to(dtype)
+                lat = packed[: lat.numel()].view_as(lat)
+                mot = packed[lat.numel():].view_as(mot)
+                if n_bridge:  # bridge frames are given, not generated: keep them exactly
+                    lat[:, :, :b], mot[:, :b] = bridge_lat, bridge_mot
+                bar.update(1)
+
+            chunks_latents.append(lat if k == 0 else lat[:, :, b:])
+            chunks_motion.append(mot if k == 0 else mot[:, b:])
+            prev_lat, prev_mot = lat, mot
+            a = cfg.anchor_latent_frames
+            if k == 0 and a > 0 and len(starts) > 1:  # global appearance anchor for all later chunks
+                if use_reference_cache:
+                    cache = tr.extend_reference(cache, lat[:, :, :a], mot[:, :a])
+                segments = segments + [(lat[:, :, :a], mot[:, :a])]
+        bar.close()
+
+        # 6. decode once, trim to the audio's length
+        latents = torch.cat(chunks_latents, dim=2)[:, :, :n_latent]
+        motion = torch.cat(chunks_motion, dim=1)[:, :n_latent]
+        video = vae.decode(latents.to(vae.dtype))[0, :, :n_video]  # (3, T, H, W)
+        frames = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+        motion_video = expand_to_video_rate(motion.float(), td, n_video)[0].cpu().numpy()
+        return AvatarVPipelineOutput(frames=frames, motion=motion_video, latents=latents)
+
+
+def pipeline_from_config(cfg, vae, transformer, audio_encoder) -> AvatarVPipeline:
+    """Assemble the pipeline from trained parts and the typed config (dit section holds the inference knobs)."""
+    from ..diffusion.scheduler import make_scheduler
+
+    d = cfg.dit
+    return AvatarVPipeline(vae=vae, transformer=transformer, audio_encoder=audio_encoder,
+                           scheduler=make_scheduler(d.flow_shift), fps=cfg.corpus.fps,
+                           chunk_latent_frames=d.chunk_latent_frames, bridge_latent_frames=d.bridge_latent_frames,
+                           anchor_latent_frames=d.anchor_latent_frames, steps=d.steps, cfg_audio=d.cfg_audio,
+                           cfg_reference=d.cfg_reference)

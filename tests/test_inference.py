@@ -1,0 +1,177 @@
+"""AvatarVPipeline and `avatarv generate`: length follows audio, reference encoded once, cached == uncached across
+chunks, bridge alignment, determinism, save/load, and one-line errors for bad inputs."""
+
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+
+from avatarv.diffusion.guidance import Guidance
+from avatarv.inference.pipeline import AvatarVPipeline, chunk_starts
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from avatarv.diffusion.scheduler import make_scheduler
+    from avatarv.models.audio_encoder import AudioEncoder
+    from avatarv.models.dit import AvatarTransformer3DModel
+    from avatarv.models.vae import AvatarVideoVAE
+
+    torch.manual_seed(0)
+    vae = AvatarVideoVAE(latent_channels=4, base_channels=8, spatial_downsample=4).eval()
+    audio_encoder = AudioEncoder(audio_dim=8, layers=1, heads=2).eval()
+    dit = AvatarTransformer3DModel(in_channels=4, hidden=32, layers=2, heads=2, audio_dim=8, sample_size=32).eval()
+    return AvatarVPipeline(vae, dit, audio_encoder, make_scheduler(), chunk_latent_frames=4, bridge_latent_frames=1,
+                           anchor_latent_frames=1, reference_latent_frames=2, steps=2)
+
+
+@pytest.fixture(scope="module")
+def saved(pipe, tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt") / "final"
+    pipe.save_pretrained(d)
+    return d
+
+
+def _ref(n=9, seed=0):
+    return (np.random.default_rng(seed).random((n, 40, 48, 3)) * 255).astype(np.uint8)
+
+
+def _speech(seconds, seed=1):
+    t = np.arange(int(SR * seconds)) / SR
+    rng = np.random.default_rng(seed)
+    return (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def _run(pipe, seconds=1.3, seed=0, **kw):
+    kw.setdefault("guidance", Guidance(audio=2.0, reference=1.5))
+    return pipe(_ref(), _speech(seconds), SR, num_inference_steps=kw.pop("steps", 2),
+                generator=torch.Generator().manual_seed(seed), progress=False, **kw)
+
+
+def test_chunk_plan():
+    assert chunk_starts(3, 4, 1) == [0]
+    assert chunk_starts(4, 4, 1) == [0]
+    assert chunk_starts(5, 4, 1) == [0, 3]
+    assert chunk_starts(9, 4, 1) == [0, 3, 6]  # covers 0..9, one padded latent frame trimmed
+    assert chunk_starts(9, 4, 0) == [0, 4, 8]
+    with pytest.raises(ValueError):
+        chunk_starts(9, 4, 4)
+
+
+@pytest.mark.parametrize("seconds", [0.3, 1.3, 2.05])
+def test_video_length_follows_audio(pipe, seconds):
+    out = _run(pipe, seconds, guidance=Guidance(1.0, 1.0), steps=1)
+    n = int(round(seconds * 25))
+    assert out.frames.shape == (n, 32, 32, 3) and out.frames.dtype == np.uint8
+    assert out.motion.shape == (n, 16)
+    assert out.latents.shape[2] == 1 + -(-(n - 1) // 4)
+
+
+def test_reference_computed_once_per_generation(pipe):
+    dit = pipe.transformer
+    with mock.patch.object(dit, "_reference_pass", wraps=dit._reference_pass) as ref_pass, \
+            mock.patch.object(dit, "forward", wraps=dit.forward) as fwd:
+        _run(pipe, 1.3)  # 9 latent frames → 3 chunks × 2 steps × 3 CFG branches
+    assert fwd.call_count == 3 * 2 * 3
+    # one pass for the reference video, one for the anchor frames; never again for steps, branches or chunks
+    assert ref_pass.call_count == 2
+    first, second = ref_pass.call_args_list
+    assert first.args[2] is None and second.args[2] is not None and second.args[0].shape[2] == 1
+
+
+def test_cached_equals_uncached_across_chunks(pipe):
+    cached = _run(pipe, 1.3)
+    uncached = _run(pipe, 1.3, use_reference_cache=False)
+    torch.testing.assert_close(cached.latents, uncached.latents, atol=1e-4, rtol=1e-4)
+
+
+def test_bridge_frames_come_from_previous_chunk(pipe):
+    dit = pipe.transformer
+    seen = []
+    real = dit.forward
+
+    def spy(latents, *a, n_bridge=0, **kw):
+        seen.append((n_bridge, latents[:, :, :1].clone()))
+        return real(latents, *a, n_bridge=n_bridge, **kw)
+
+    with mock.patch.object(dit, "forward", side_effect=spy):
+        out = _run(pipe, 1.3, guidance=Guidance(1.0, 1.0))
+    firsts = [x for i, (nb, x) in enumerate(seen) if nb == 1 and i % 2 == 0]  # first step of chunks 1, 2
+    assert [nb for nb, _ in seen] == [0, 0, 1, 1, 1, 1]
+    torch.testing.assert_close(firsts[0], out.latents[:, :, 3:4])
+    torch.testing.assert_close(firsts[1], out.latents[:, :, 6:7])
+
+
+def test_seed_determinism(pipe):
+    a, b, c = _run(pipe, seed=3), _run(pipe, seed=3), _run(pipe, seed=4)
+    assert np.array_equal(a.frames, b.frames)
+    assert not torch.equal(a.latents, c.latents)
+
+
+def test_save_load_roundtrip(pipe, saved):
+    loaded = AvatarVPipeline.from_pretrained(str(saved))
+    assert loaded.config.chunk_latent_frames == 4 and type(loaded.transformer) is type(pipe.transformer)
+    torch.testing.assert_close(_run(loaded).latents, _run(pipe).latents, atol=0, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def _cli(*argv):
+    from avatarv.cli import main
+
+    return main(["generate", *map(str, argv)])
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    from PIL import Image
+    from skimage.data import astronaut
+
+    from avatarv.media import write_video, write_wav
+
+    d = tmp_path_factory.mktemp("media")
+    Image.fromarray(astronaut()[:300, 100:400]).resize((128, 128)).save(d / "face.png")
+    Image.fromarray(np.full((96, 96, 3), 128, np.uint8)).save(d / "gray.png")
+    write_wav(d / "speech.wav", _speech(0.9), SR)
+    write_wav(d / "silence.wav", np.zeros(SR, np.float32), SR)
+    write_video(d / "noaudio.mp4", np.zeros((10, 32, 32, 3), np.uint8), 25)
+    (d / "garbage.mp4").write_bytes(b"\x00not a video" * 50)
+    (d / "garbage.png").write_bytes(b"\x89PNG broken")
+    return d
+
+
+def test_cli_generates_mp4_with_audio(media, saved, tmp_path):
+    from avatarv.media import probe, read_video
+
+    out = tmp_path / "out.mp4"
+    assert _cli("--ref", media / "face.png", "--audio", media / "speech.wav", "--out", out, "--checkpoint", saved,
+                "--steps", "1", "--seed", "7", "--no-progress") == 0
+    info = probe(out)
+    assert info.has_audio and len(read_video(out).frames) == round(0.9 * 25)
+    assert not [p for p in tmp_path.iterdir() if p.name != "out.mp4"]  # no temp files left
+
+
+@pytest.mark.parametrize("ref, audio, message", [
+    ("gray.png", "speech.wav", "no face found in the reference"),
+    ("face.png", "silence.wav", "audio is silent"),
+    ("face.png", "noaudio.mp4", "no audio stream"),
+    ("garbage.mp4", "speech.wav", "garbage.mp4"),
+    ("garbage.png", "speech.wav", "unreadable image"),
+    ("missing.png", "speech.wav", "file not found"),
+])
+def test_cli_bad_inputs_one_line(media, saved, tmp_path, capsys, ref, audio, message):
+    out = tmp_path / "out.mp4"
+    assert _cli("--ref", media / ref, "--audio", media / audio, "--out", out, "--checkpoint", saved) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_cli_missing_checkpoint(media, tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert _cli("--ref", media / "face.png", "--audio", media / "speech.wav", "--out", tmp_path / "o.mp4",
+                "--checkpoint", missing) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{missing}: no trained checkpoint" in err and len(err.splitlines()) == 1
