@@ -173,3 +173,14 @@ def test_reference_tokens_unaffected_by_generation_in_joint_model(model):
     first, second = captured[:2], captured[2:]
     for a, b in zip(first, second):
         torch.testing.assert_close(a[:1].expand_as(b), b, atol=1e-6, rtol=1e-6)
+
+
+def test_text_encoder_offline_tokens_and_cache():
+    from avatarv.models import text_encoder
+
+    emb, mask = text_encoder.encode_text_with_mask(["a man talks in an office", "hello"])
+    assert emb.shape[0] == 2 and emb.shape[2] == 384 and mask.sum(1).tolist()[1] == 3  # [CLS] hello [SEP]
+    assert (emb[1, 3:] == 0).all() and emb[0].abs().sum() > 0
+    again = text_encoder.encode_text(["hello"])
+    torch.testing.assert_close(again[0], emb[1, :3])
+    assert ("hello", text_encoder.MAX_TOKENS) in text_encoder._cache
