@@ -10,6 +10,7 @@ import sqlite3
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import IntegrityError
 
 from avatarv.errors import InputError
 from avatarv.study.app import create_app
@@ -247,3 +248,35 @@ def test_state_survives_restart(study):
     assert c2.post(f"/a/{tok}/answer", data={"case": uid0, **_answer_for(kind0, rs0)}).status_code == 409
     assert "1 answers of 18 expected" in c2.get(f"/results/{study['owner']}").text
     assert _n_answers(study["db"]) == 1
+
+
+def test_racing_duplicate_votes_store_one(study):
+    """Two requests that both saw the case open: the UNIQUE constraint keeps the first vote, the second is a 409."""
+    from avatarv.study.answers import Refusal, annotator_for, assignment_for, record_answer
+
+    tok, uid, real_side = next((t, u, rs) for t, q in study["queues"].items() for u, k, rs in q if k == "turing")
+    Session = open_db(study["db"])
+    s1, s2 = Session(), Session()
+    seen = [assignment_for(s, annotator_for(s, tok), uid) for s in (s1, s2)]  # held: the sessions keep them
+    assert all(a.answer is None for a in seen)  # both requests saw the case unanswered
+    record_answer(s1, tok, {"case": [uid], "choice": [real_side]})
+    with pytest.raises(Refusal) as refused:
+        record_answer(s2, tok, {"case": [uid], "choice": ["left" if real_side == "right" else "right"]})
+    assert refused.value.status == 409
+    assert isinstance(refused.value.__context__, IntegrityError)  # refused by the database's UNIQUE constraint
+    s1.close()
+    s2.close()
+    with sqlite3.connect(study["db"]) as db:
+        assert db.execute("SELECT choice FROM answers").fetchall() == [(real_side,)]
+
+
+@pytest.mark.parametrize("values", [{"lip_sync": 6}, {"overall": 0}, {"choice": "middle"}])
+def test_database_constraints_back_up_the_validation(study, values):
+    from avatarv.study.db import Answer, Assignment
+
+    with open_db(study["db"])() as s:
+        asg = s.query(Assignment).first()
+        s.add(Answer(assignment=asg, **values))
+        with pytest.raises(IntegrityError):
+            s.commit()
+    assert _n_answers(study["db"]) == 0
