@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sqlite3
 
 import pytest
@@ -21,10 +22,19 @@ from avatarv.study.manifest import balanced_assignment, create_study, read_manif
 LIKERT_OK = {d: "4" for d in DIMENSIONS}
 
 
+@pytest.fixture(scope="module")
+def demo_media(tmp_path_factory):
+    """The demo clips, encoded once per module; each test gets its own copy (some tests tamper with it)."""
+    media = tmp_path_factory.mktemp("demo") / "media"
+    make_demo_manifest(media)
+    return media
+
+
 @pytest.fixture
-def study(tmp_path):
+def study(tmp_path, demo_media):
     media = tmp_path / "media"
-    manifest = make_demo_manifest(media)
+    shutil.copytree(demo_media, media)
+    manifest = media / "manifest.json"
     db = tmp_path / "study.db"
     with open_db(db)() as s:
         st = create_study(s, read_manifest(manifest), media, 6, seed=3, annotators_per_case=3)
@@ -280,3 +290,15 @@ def test_database_constraints_back_up_the_validation(study, values):
         with pytest.raises(IntegrityError):
             s.commit()
     assert _n_answers(study["db"]) == 0
+
+
+def test_older_database_gets_new_columns_added(study):
+    """A study database from before a column was added still opens, keeping its data (additive migration)."""
+    with sqlite3.connect(study["db"]) as db:
+        db.execute("ALTER TABLE assignments DROP COLUMN shown_at")
+    tok = study["tokens"][0]
+    uid = study["queues"][tok][0][0]
+    c = _client(study)
+    assert _uid_on_page(c.get(f"/a/{tok}").text) == uid
+    with sqlite3.connect(study["db"]) as db:
+        assert db.execute("SELECT COUNT(*) FROM assignments WHERE shown_at IS NOT NULL").fetchone()[0] == 1

@@ -78,10 +78,14 @@ def _create(args, cfg, base_url: str) -> None:
             seed=cfg.seed if args.seed is None else args.seed, annotators_per_case=cfg.study.annotators_per_case,
             name=args.name,
         )
-        print(f"study {study.name!r}: {len(study.cases)} cases, {len(study.annotators)} annotators, db {args.db}")
-        print(f"results (owner): {base_url}/results/{study.owner_token}")
-        for a in study.annotators:
-            print(f"  {a.name}: {base_url}/a/{a.token}  ({len(a.assignments)} cases)")
+        _print_links(study, base_url, args.db)
+
+
+def _print_links(study, base_url: str, db: Path) -> None:
+    print(f"study {study.name!r}: {len(study.cases)} cases, {len(study.annotators)} annotators, db {db}")
+    print(f"results (owner): {base_url}/results/{study.owner_token}")
+    for a in sorted(study.annotators, key=lambda a: a.name):
+        print(f"  {a.name}: {base_url}/a/{a.token}  ({len(a.assignments)} cases)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -91,8 +95,9 @@ def main(args: argparse.Namespace) -> int:
         host = getattr(args, "host", None) or cfg.study.host
         port = getattr(args, "port", None) or cfg.study.port
         base_url = args.base_url or f"http://{host}:{port}"
-        if cmd == "create" or (args.manifest and not _has_study(args.db)):
-            if cmd == "serve" and not args.media_root:
+        created = cmd == "create" or bool(args.manifest and not _has_study(args.db))
+        if created:
+            if not args.media_root:
                 raise InputError(args.manifest, "--media-root is needed with --manifest")
             _create(args, cfg, base_url)
         if cmd == "serve":
@@ -102,6 +107,12 @@ def main(args: argparse.Namespace) -> int:
 
             if not _has_study(args.db):
                 raise InputError(args.db, "no study in this database; pass --manifest and --media-root")
+            if not created:  # remind the owner of the links after a restart
+                from .db import Study, open_db
+
+                with open_db(args.db)() as s:
+                    for study in s.query(Study).order_by(Study.id):
+                        _print_links(study, base_url, args.db)
             uvicorn.run(create_app(args.db, n_boot=cfg.study.bootstrap, seed=cfg.seed), host=host, port=port)
         return 0
     if cmd == "export":
