@@ -183,8 +183,17 @@ class EvalConfig:
     arcface_onnx: str = ""
     qalign_weights: str = ""
     sync_expert_steps: int = 300
-    max_offset_frames: int = 8
-    benchmark_clips: int = 8
+    sync_expert_batch: int = 32
+    sync_expert_clips: int = 64  # training clips (clean, train split) read for the sync expert
+    sync_expert_max_shift: int = 6  # training negatives: the same clip's audio shifted by ±1..this many frames
+    max_offset_frames: int = 8  # offset search range when scoring
+    benchmark_clips: int = 8  # cross-scene benchmark cases (held-out identities)
+    benchmark_version: str = "cross_scene_v1"
+    validation_clips: int = 4  # held-out clips for the shifted-audio sync validation
+    identity_frames: int = 8  # frames embedded per clip for face similarity
+    quality_frames: int = 4  # frames scored per clip by PIQE/NIQE/BRISQUE
+    chunk_seconds: float = 2.0  # drift chunk length (the generator's chunk, ~6.4 s in the seed)
+    generate_steps: int = 0  # denoising steps for benchmark generation (0 = the checkpoint's default)
 
 
 @dataclass(kw_only=True)
