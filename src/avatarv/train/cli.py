@@ -9,6 +9,10 @@ import importlib
 
 STAGES: dict[str, str] = {
     "vae": "avatarv.train.vae",
+    "t2v": "avatarv.train.t2v",
+    "a2v": "avatarv.train.a2v",
+    "sft": "avatarv.train.sft",
+    "lora": "avatarv.train.lora",
 }
 
 
@@ -17,6 +21,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--corpus", default=None, help="corpus dir (default data/corpus)")
     parser.add_argument("--out", default=None, help="run dir (default runs/<stage>)")
     parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming a checkpoint")
+    parser.add_argument("--steps", type=int, default=None, help="t2v/a2v/sft/lora: override the profile's steps")
+    parser.add_argument("--curated", default=None, help="curated dir with pairs.parquet (default data/curated)")
+    parser.add_argument("--runs", default=None, help="t2v/a2v/sft/lora: runs folder (default runs/)")
+    parser.add_argument("--identity", default=None, help="lora: the identity to adapt to, e.g. id021")
+    parser.add_argument("--ablations", action="store_true", help="sft: also train every aux-loss ablation")
 
 
 def main(args) -> int:

@@ -67,6 +67,8 @@ class LoopResult:
     state: TrainState
     run_dir: Path
     resumed_from: int | None  # step of the checkpoint this run started from
+    accelerator: Any = None  # for full (gathered) state dicts under DDP/FSDP: accelerator.get_state_dict(wrapped)
+    wrapped: nn.Module | None = None
 
 
 def step_seed(seed: int, step: int, rank: int = 0, micro: int = 0) -> int:
@@ -135,8 +137,10 @@ def train_loop(
     if extra_params:
         opts.append(torch.optim.AdamW(extra_params, lr=cfg.lr, weight_decay=0.0))
     scheds = build_schedulers(opts, warmup=cfg.warmup_steps, total=total)
-    prepared = accel.prepare(model, *opts, *scheds)
-    wrapped, opts, scheds = prepared[0], list(prepared[1 : 1 + len(opts)]), list(prepared[1 + len(opts) :])
+    # schedulers stay unprepared: accelerate would step them once per process (scaling the schedule with the
+    # world size); they are checkpointed as registered objects instead
+    prepared = accel.prepare(model, *opts)
+    wrapped, opts = prepared[0], list(prepared[1:])
 
     trainable = [p for p in accel.unwrap_model(wrapped).parameters() if p.requires_grad]
     ema = None
@@ -145,7 +149,7 @@ def train_loop(
 
         ema = EMAModel(trainable, decay=cfg.ema_decay)
     state = TrainState()
-    accel.register_for_checkpointing(state)
+    accel.register_for_checkpointing(state, *scheds)
     if ema is not None:
         accel.register_for_checkpointing(ema)
 
@@ -215,7 +219,8 @@ def train_loop(
         ema_model.eval()
     if accel.is_main_process:
         write_history(run_dir / "history.jsonl", state.history)
-    return LoopResult(model=raw, ema_model=ema_model, state=state, run_dir=run_dir, resumed_from=resumed_from)
+    return LoopResult(model=raw, ema_model=ema_model, state=state, run_dir=run_dir, resumed_from=resumed_from,
+                      accelerator=accel, wrapped=wrapped)
 
 
 class _null:

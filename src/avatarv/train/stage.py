@@ -112,3 +112,19 @@ def require(path: Path, what: str) -> Path:
     if not Path(path).exists():
         raise InputError(path, f"{what} not found")
     return path
+
+
+def paths_from_args(args) -> StagePaths:
+    """StagePaths from the `avatarv train` options (--corpus, --curated, --runs)."""
+    runs = Path(getattr(args, "runs", None) or RUNS)
+    paths = StagePaths(runs=runs, vae=runs / "vae")
+    if getattr(args, "corpus", None):
+        paths.corpus = Path(args.corpus)
+    if getattr(args, "curated", None):
+        paths.curated = Path(args.curated)
+    return paths
+
+
+def print_outcome(out: StageOutcome) -> int:
+    print(json.dumps({"stage": out.stage, "final": str(out.final_dir), **out.metrics}, default=str))
+    return 0

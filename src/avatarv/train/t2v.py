@@ -93,3 +93,12 @@ def run(cfg: Config, paths: StagePaths | None = None, *, steps: int | None = Non
         "train_windows": len(train_idx), "holdout_windows": len(val_idx), "resumed_from": res.resumed_from,
     }
     return StageOutcome(STAGE, res.run_dir, paths.final(STAGE), res.state.history, metrics)
+
+
+def main(args) -> int:
+    """`avatarv train --stage STAGE [--steps N --no-resume --corpus --curated --runs]`."""
+    from ..config import load_config
+    from .stage import paths_from_args, print_outcome
+
+    cfg = load_config(args.profile)
+    return print_outcome(run(cfg, paths_from_args(args), steps=args.steps, resume=not args.no_resume))

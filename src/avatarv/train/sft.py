@@ -1,0 +1,132 @@
+"""Stage 3, personality SFT (seed: "each example has a target video paired with reference clips of the same person
+in different scenes ... Sparse Reference Attention and the motion representation stream are activated ...
+Human-aware auxiliary losses").
+
+Starts from the stage-2 generator. Each sample is a curation pair: the reference window (another scene of the same
+person, clean, with its motion tokens) enters through the cached reference K/V; the target window is generated
+from noise with its audio, its motion stream denoised jointly. Loss = flow + the switchable terms of
+params.yaml `train.sft.losses` (objectives.py). A weight of 0 turns a term off; `motion: 0` turns the motion
+stream off entirely (the "generic motion" model). `run_ablations` trains one model per switched-off term (same
+seed, steps and data) and scores all of them with train/proof.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..config import Config
+from ..data.datasets import PairBatches, WindowSet, load_pairs
+from .identity import train_face_embedder
+from .loop import loss_drop, make_accelerator, train_loop
+from .objectives import FlowSpec, IdentityLoss, flow_loss
+from .stage import StageOutcome, StagePaths, init_generator, load_stage_vae, pick_device, stage_windows, validation_loss
+
+STAGE = "sft"
+AUX_TERMS = ("face", "lip", "identity", "motion")
+
+
+def sft_spec(cfg: Config, losses: dict[str, float]) -> FlowSpec:
+    st = cfg.train.sft
+    return FlowSpec(audio=True, reference=True, motion=float(losses.get("motion", 0)) > 0,
+                    bridge_prob=st.bridge_prob, cond_dropout=st.cond_dropout, timestep_shift=st.timestep_shift,
+                    losses=dict(losses))
+
+
+def ablation_variants(losses: dict[str, float]) -> dict[str, dict[str, float]]:
+    """The full objective, flow only, and the full objective minus each aux term that is on."""
+    variants = {"full": dict(losses), "flow_only": {k: 0.0 for k in losses}}
+    for term in AUX_TERMS:
+        if float(losses.get(term, 0)) > 0:
+            variants[f"no_{term}"] = {**losses, term: 0.0}
+    return variants
+
+
+def train_sft(cfg: Config, paths: StagePaths, ws: WindowSet, vae, embedder, *, losses: dict[str, float],
+              name: str = STAGE, steps: int | None = None, resume: bool = True, progress: bool = True,
+              accelerator=None) -> StageOutcome:
+    st = cfg.train.sft
+    total = int(steps if steps is not None else st.steps)
+    device = next(vae.parameters()).device
+    td = vae.config.temporal_downsample
+    pairs = load_pairs(paths.curated, ws)
+    source = PairBatches(ws, pairs, st.batch_size, seed=cfg.seed + 2, splits=("train",), td=td)
+    spec = sft_spec(cfg, losses)
+    identity = IdentityLoss(vae, embedder) if float(losses.get("identity", 0)) > 0 else None
+    model = init_generator(cfg, vae.config.latent_channels, paths.final("a2v")).to(device)
+
+    def loss_fn(m, batch, gen, step):
+        return flow_loss(m, batch, gen, spec, identity=identity, td=td)
+
+    run_dir = paths.run_dir(STAGE) if name == STAGE else paths.run_dir(STAGE) / "ablations" / name
+    res = train_loop(model, loss_fn, source, st, run_dir, seed=cfg.seed + 2, total_steps=total, resume=resume,
+                     accelerator=accelerator or make_accelerator(st.mixed_precision, str(device)), progress=progress)
+    final = res.ema_model or res.model
+    final_dir = run_dir / "final"
+    final.save(final_dir)
+    holdout = PairBatches(ws, pairs, st.batch_size, seed=0, splits=("holdout",), td=td)
+    val = validation_loss(final, ws, None, spec, seed=cfg.seed, pair_items=holdout.items[: st.eval_pairs], td=td)
+    metrics = {"steps": total, "val_flow_holdout_pairs": val, **loss_drop(res.state.history),
+               "losses": dict(losses), "train_pairs": len(source), "holdout_pairs": len(holdout),
+               "resumed_from": res.resumed_from}
+    return StageOutcome(name, run_dir, final_dir, res.state.history, metrics)
+
+
+def prepare(cfg: Config, paths: StagePaths, progress: bool = True):
+    """VAE, window cache and the frozen face embedder (trained on the training identities only)."""
+    device = pick_device(cfg)
+    vae = load_stage_vae(paths, device)
+    ws = stage_windows(cfg, cfg.train.sft, paths, vae, progress=progress)
+    embedder, hist = train_face_embedder(ws, ws.indices("train"), seed=cfg.seed,
+                                         out_dir=paths.run_dir(STAGE) / "face_embedder", progress=progress)
+    return vae, ws, embedder.to(device), hist
+
+
+def run(cfg: Config, paths: StagePaths | None = None, *, steps: int | None = None, resume: bool = True,
+        progress: bool = True) -> StageOutcome:
+    paths = paths or StagePaths()
+    vae, ws, embedder, _ = prepare(cfg, paths, progress)
+    return train_sft(cfg, paths, ws, vae, embedder, losses=cfg.train.sft.losses, steps=steps, resume=resume,
+                     progress=progress)
+
+
+def run_ablations(cfg: Config, paths: StagePaths | None = None, *, steps: int | None = None, resume: bool = True,
+                  progress: bool = True, variants: list[str] | None = None) -> dict[str, StageOutcome]:
+    """Train every ablation variant (the `full` one is the stage's model, under runs/sft/)."""
+    paths = paths or StagePaths()
+    vae, ws, embedder, _ = prepare(cfg, paths, progress)
+    out = {}
+    for name, losses in ablation_variants(cfg.train.sft.losses).items():
+        if variants is not None and name not in variants:
+            continue
+        out[name] = train_sft(cfg, paths, ws, vae, embedder, losses=losses, name=STAGE if name == "full" else name,
+                              steps=steps, resume=resume, progress=progress)
+    return out
+
+
+def final_dir_of(paths: StagePaths, name: str) -> Path:
+    return paths.final(STAGE) if name in ("full", STAGE) else paths.run_dir(STAGE) / "ablations" / name / "final"
+
+
+def load_variant(paths: StagePaths, name: str, device="cpu"):
+    from .generator import AvatarGenerator
+
+    return AvatarGenerator.load(final_dir_of(paths, name), device).eval()
+
+
+__all__ = ["run", "run_ablations", "train_sft", "ablation_variants", "prepare", "load_variant"]
+
+
+def main(args) -> int:
+    """`avatarv train --stage sft [--ablations --steps N --no-resume ...]`."""
+    from ..config import load_config
+    from .stage import paths_from_args, print_outcome
+
+    cfg = load_config(args.profile)
+    paths = paths_from_args(args)
+    if getattr(args, "ablations", False):
+        for out in run_ablations(cfg, paths, steps=args.steps, resume=not args.no_resume).values():
+            print_outcome(out)
+        return 0
+    return print_outcome(run(cfg, paths, steps=args.steps, resume=not args.no_resume))

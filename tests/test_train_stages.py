@@ -1,0 +1,89 @@
+"""Datasets and the curriculum stages on a miniature corpus: windows/caches/pairs (fast), and t2v → a2v → sft
+(+ ablation, proof, LoRA) end to end with a 2-layer DiT (slow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from _train_corpus import make_corpus, tiny_vae
+from avatarv.data.datasets import PairBatches, WindowBatches, build_windows, load_pairs, load_training_clips
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"), identities=3, scenes=2, frames=17)
+
+
+def test_windows_match_the_vae_and_cache(corpus, tmp_path):
+    vae = tiny_vae()
+    clips = load_training_clips(corpus)
+    ws = build_windows(clips, vae, size=32, frames=9, stride=8, image_sizes=(16,), cache_dir=tmp_path, progress=False)
+    assert len(ws) == 12 and ws.latents.shape == (12, 8, 3, 8, 8) and ws.mel.shape == (12, 80, 36)
+    # window 1 of the first clip starts at frame 8: its latents equal encoding those frames directly
+    x = ws.frames[1:2].permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+    torch.testing.assert_close(ws.latents[1:2], vae.encode(x), rtol=1e-4, atol=1e-4)
+    assert ws.meta.loc[1, "start"] == 8 and ws.meta.loc[1, "clip_id"] == "id000_s0_c0"
+    # causal VAE: the image latent is the first latent frame of a 1-frame encode at 16 px
+    first = torch.nn.functional.interpolate(x[:, :, 0], size=(16, 16), mode="area")[:, :, None]
+    torch.testing.assert_close(ws.image_latents[16][1:2], vae.encode(first), rtol=1e-4, atol=1e-4)
+    # mouth opening ground truth follows the manifest
+    np.testing.assert_allclose(ws.motion[1, :, 5].numpy(), np.asarray(clips.loc[0, "mouth_open"])[8:17], atol=1e-6)
+    again = build_windows(clips, vae, size=32, frames=9, stride=8, image_sizes=(16,), cache_dir=tmp_path, progress=False)
+    assert torch.equal(again.latents, ws.latents) and len(list(tmp_path.glob("windows_*.pt"))) == 1
+
+
+def test_batches_are_deterministic_sharded_and_cross_scene(corpus, tmp_path):
+    ws = build_windows(load_training_clips(corpus), tiny_vae(), size=32, frames=9, stride=8, cache_dir=None,
+                       progress=False)
+    wb = WindowBatches(ws, ws.indices("train"), 4, seed=1, latent_frames=2)
+    a, b = wb.batch(3, 0, 1), wb.batch(3, 0, 1)
+    assert torch.equal(a["window"], b["window"]) and a["latents"].shape[2] == 2 and a["motion"].shape[1] == 5
+    r0, r1 = wb.batch(3, 0, 2), wb.batch(3, 1, 2)
+    assert sorted(torch.cat([r0["window"], r1["window"]]).tolist()) == sorted(a["window"].tolist())
+    assert set(ws.meta.loc[ws.indices("train"), "identity"]) == {"id000", "id001"}
+    pairs = load_pairs(None, ws)
+    pb = PairBatches(ws, pairs, 4, seed=0)
+    batch = pb.batch(0, 0, 1)
+    ref_meta, tgt_meta = ws.meta.loc[batch["ref_window"].numpy()], ws.meta.loc[batch["window"].numpy()]
+    assert (ref_meta["identity"].values == tgt_meta["identity"].values).all()
+    assert (ref_meta["scene"].values != tgt_meta["scene"].values).all()
+    assert set(tgt_meta["split"]) == {"train"}
+
+
+def test_curation_table_filters_clips(corpus, tmp_path):
+    import pandas as pd
+
+    man = pd.read_parquet(corpus / "manifest.parquet")
+    pd.DataFrame({"clip_id": man["clip_id"], "kept": [i != 0 for i in range(len(man))]}).to_parquet(tmp_path / "clips.parquet")
+    assert "id000_s0_c0" not in set(load_training_clips(corpus, tmp_path)["clip_id"])
+
+
+@pytest.mark.slow
+def test_curriculum_end_to_end(corpus, tmp_path):
+    from avatarv.config import load_config
+    from avatarv.train import a2v, lora, proof, sft, t2v
+    from avatarv.train.stage import StagePaths
+
+    tiny_vae().save_pretrained(tmp_path / "vae")
+    cfg = load_config("tiny")
+    cfg.dit.hidden, cfg.dit.layers, cfg.dit.heads, cfg.dit.steps = 32, 2, 2, 3
+    for st in (cfg.train.t2v, cfg.train.a2v, cfg.train.sft, cfg.train.lora):
+        st.batch_size, st.checkpoint_every, st.eval_pairs = 2, 4, 2
+    paths = StagePaths(corpus=corpus, curated=tmp_path / "none", vae=tmp_path / "vae", runs=tmp_path / "runs")
+    fake_text = lambda caps: torch.stack([torch.randn(4, 384, generator=torch.Generator().manual_seed(len(c))) for c in caps])
+    o1 = t2v.run(cfg, paths, steps=6, text_encode=fake_text, progress=False)
+    assert [p["end_step"] for p in o1.metrics["phases"]] == [2, 4, 6]
+    o2 = a2v.run(cfg, paths, steps=4, progress=False)
+    assert (paths.final("a2v") / "transformer" / "config.json").exists() and np.isfinite(o2.metrics["audio_gain"])
+    outs = sft.run_ablations(cfg, paths, steps=4, progress=False, variants=["full", "no_motion"])
+    assert outs["full"].history[-1]["motion"] >= 0 and "motion" not in outs["no_motion"].history[-1]
+    assert {"face", "lip", "identity"} <= set(outs["full"].history[-1])
+    vae, ws, _, _ = sft.prepare(cfg, paths, progress=False)
+    table, frames, items, checks = proof.run_proof(cfg, paths, outs, vae, ws, progress=False)
+    assert set(table["method"]) == {"full", "no_motion", "static_reference", "ground_truth"}
+    assert table.set_index("method").at["static_reference", "lip_sync"] == 0.0
+    assert frames["full"].shape == frames["ground_truth"].shape
+    lo = lora.run(cfg, paths, identity="id002", steps=3, progress=False)
+    assert lo.metrics["trainable_params"] > 0 and (lo.final_dir / "adapter_model.pt").exists()
