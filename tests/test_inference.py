@@ -175,3 +175,19 @@ def test_cli_missing_checkpoint(media, tmp_path, capsys):
                 "--checkpoint", missing) == 2
     err = capsys.readouterr().err.strip()
     assert f"{missing}: no trained checkpoint" in err and len(err.splitlines()) == 1
+
+
+def test_cli_generator_layout_and_motion_ref(media, pipe, tmp_path):
+    """A training stage's generator dir (transformer/ + audio_encoder/, VAE beside it) works like a pipeline."""
+    ckpt = tmp_path / "sft_final"
+    pipe.transformer.save_pretrained(ckpt / "transformer")
+    pipe.audio_encoder.save_pretrained(ckpt / "audio_encoder")
+    pipe.vae.save_pretrained(ckpt / "vae")
+    out = tmp_path / "o.mp4"
+    assert _cli("--ref", media / "face.png", "--audio", media / "speech.wav", "--out", out,
+                "--checkpoint", ckpt, "--steps", "1", "--motion-ref", media / "face.png", "--no-progress") == 0
+    from avatarv.media import read_video
+
+    assert len(read_video(out).frames) == round(0.9 * 25)
+    assert _cli("--ref", media / "face.png", "--audio", media / "speech.wav", "--out", tmp_path / "p.mp4",
+                "--checkpoint", ckpt, "--motion-ref", media / "gray.png") == 2

@@ -23,7 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ref", required=True, help="reference video (.mp4) or photo (.png/.jpg) of the person")
     p.add_argument("--audio", required=True, help="speech audio (.wav, or any file with an audio stream)")
     p.add_argument("--out", required=True, help="output .mp4 (written atomically)")
-    p.add_argument("--checkpoint", default=None, help="saved pipeline dir (default: runs/sft/final, else runs/a2v/final)")
+    p.add_argument("--checkpoint", default=None,
+                   help="saved pipeline, or a stage's generator dir (transformer/ + audio_encoder/; the VAE then comes "
+                        "from its vae/ or runs/vae). Default: runs/sft/final, else runs/a2v/final")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: params.yaml dit.steps)")
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: params.yaml seed)")
     p.add_argument("--cfg-audio", type=float, default=None, help="audio guidance weight (1 = off)")
@@ -85,11 +87,13 @@ def resolve_checkpoint(arg: str | None) -> Path:
     from ..paths import RUNS
 
     candidates = [Path(arg)] if arg else [RUNS / stage / "final" for stage in DEFAULT_CHECKPOINTS]
+    from .pipeline import checkpoint_layout
+
     for c in candidates:
-        if (c / "model_index.json").exists():
+        if checkpoint_layout(c):
             return c
     where = candidates[0]
-    raise AvatarVError(f"{where}: no trained checkpoint (model_index.json missing); train one with "
+    raise AvatarVError(f"{where}: no trained checkpoint (no saved pipeline or generator there); train one with "
                        f"`avatarv train --stage sft` or pass --checkpoint DIR")
 
 
@@ -125,14 +129,14 @@ def main(args: argparse.Namespace) -> int:
     ckpt = resolve_checkpoint(args.checkpoint)
 
     # 2. model
-    from .pipeline import AvatarVPipeline
+    from .pipeline import load_pipeline
 
     device = args.device or cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":  # many small ops: extra threads only add sync cost (measured 50 ms vs 2.3 s per step on a busy 2-core box)
         torch.set_num_threads(1)
-    pipe = AvatarVPipeline.from_pretrained(str(ckpt)).to(device)
+    pipe = load_pipeline(ckpt, cfg).to(device)
     pipe.set_progress_bar_config(disable=True)
     n_ref = 1 + pipe.vae.config.temporal_downsample * (pipe.config.reference_latent_frames - 1)
     motion = reference_motion(style_frames[:n_ref])

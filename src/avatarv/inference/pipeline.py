@@ -205,3 +205,40 @@ def pipeline_from_config(cfg, vae, transformer, audio_encoder) -> AvatarVPipelin
                            chunk_latent_frames=d.chunk_latent_frames, bridge_latent_frames=d.bridge_latent_frames,
                            anchor_latent_frames=d.anchor_latent_frames, steps=d.steps, cfg_audio=d.cfg_audio,
                            cfg_reference=d.cfg_reference)
+
+
+def checkpoint_layout(path) -> str | None:
+    """'pipeline' (save_pretrained of AvatarVPipeline), 'generator' (train/: transformer/ + audio_encoder/), or None."""
+    from pathlib import Path
+
+    path = Path(path)
+    if (path / "model_index.json").exists():
+        return "pipeline"
+    if (path / "transformer" / "config.json").exists() and (path / "audio_encoder" / "config.json").exists():
+        return "generator"
+    return None
+
+
+def load_pipeline(path, cfg) -> AvatarVPipeline:
+    """A saved pipeline, or a training stage's generator dir assembled with the trained VAE (its own vae/ if
+    present, else runs/vae/final or runs/vae) and the scheduler/chunking knobs of params.yaml."""
+    from pathlib import Path
+
+    from ..errors import AvatarVError
+    from ..models.audio_encoder import AudioEncoder
+    from ..models.dit import AvatarTransformer3DModel
+    from ..models.vae import load_vae
+    from ..paths import RUNS
+
+    path = Path(path)
+    layout = checkpoint_layout(path)
+    if layout == "pipeline":
+        return AvatarVPipeline.from_pretrained(str(path))
+    if layout is None:
+        raise AvatarVError(f"{path}: no trained checkpoint (neither model_index.json nor transformer/ + audio_encoder/)")
+    vae_dirs = [path / "vae", RUNS / "vae" / "final", RUNS / "vae"]
+    vae_dir = next((d for d in vae_dirs if (d / "config.json").exists()), vae_dirs[1])
+    vae = load_vae(vae_dir)
+    transformer = AvatarTransformer3DModel.from_pretrained(str(path / "transformer")).eval()
+    audio_encoder = AudioEncoder.from_pretrained(str(path / "audio_encoder")).eval()
+    return pipeline_from_config(cfg, vae, transformer, audio_encoder)
