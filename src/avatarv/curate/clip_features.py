@@ -1,0 +1,52 @@
+"""Per-clip features for the identity graph: one face embedding and one background descriptor per clip.
+
+Seed: clips are linked when they show the same person (high face similarity) in different scenes (low
+background similarity). The face embedding is the mean of `embed_frames` per-frame embeddings of the main track
+(dlib 128-D offline, ArcFace when a model file is given); the background descriptor is an HSV colour
+histogram of the frame with the face region masked out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..faces import embed_faces
+
+BG_BINS = (8, 4, 4)
+
+
+def face_embedding(ctx) -> tuple[np.ndarray, float]:
+    """(L2-normalised mean embedding, spread = lowest cosine of a frame to the mean) of the main face."""
+    c, fp = ctx.cfg, ctx.faces
+    span = fp.span()
+    if fp.main is None or span.size == 0:
+        return np.zeros(0, np.float32), float("nan")
+    picks = span[np.linspace(0, span.size - 1, num=min(c.embed_frames, span.size)).round().astype(int)]
+    emb = embed_faces([ctx.frames[t] for t in picks], [fp.box(t) for t in picks], backend=c.embedding_backend,
+                      model_path=c.arcface_onnx or None, landmarks=[fp.landmarks[t] for t in picks])
+    mean = emb.mean(axis=0)
+    mean /= max(np.linalg.norm(mean), 1e-8)
+    return mean.astype(np.float32), float((emb @ mean).min())
+
+
+def background_histogram(ctx, n_frames: int = 3) -> np.ndarray:
+    """L1-normalised HSV histogram (8x4x4 bins) of the pixels outside the enlarged face box, averaged over frames."""
+    import cv2
+
+    frames, fp = ctx.frames, ctx.faces
+    picks = np.linspace(0, len(frames) - 1, num=min(n_frames, len(frames))).round().astype(int)
+    hist = np.zeros(int(np.prod(BG_BINS)), np.float64)
+    for t in picks:
+        hsv = cv2.cvtColor(np.ascontiguousarray(frames[t]), cv2.COLOR_RGB2HSV)
+        mask = np.full(hsv.shape[:2], 255, np.uint8)
+        if fp.main is not None:
+            b = fp.main.box_at(int(t)).scale(1.6).clip(hsv.shape[1], hsv.shape[0])
+            mask[int(b.y0) : int(np.ceil(b.y1)), int(b.x0) : int(np.ceil(b.x1))] = 0
+        h = cv2.calcHist([hsv], [0, 1, 2], mask, list(BG_BINS), [0, 180, 0, 256, 0, 256]).ravel()
+        hist += h / max(h.sum(), 1.0)
+    return (hist / max(hist.sum(), 1e-12)).astype(np.float32)
+
+
+def background_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Histogram intersection in [0, 1] (1 = same colour distribution)."""
+    return float(np.minimum(a, b).sum()) if a.size and b.size else 0.0

@@ -1,0 +1,8 @@
+"""Entry point of a local-engine child process: `python -m avatarv.curate.worker` (JSON in, JSON lines out)."""
+
+import sys
+
+from .engines import _worker_main
+
+if __name__ == "__main__":
+    sys.exit(_worker_main())
