@@ -191,3 +191,31 @@ def test_cli_generator_layout_and_motion_ref(media, pipe, tmp_path):
     assert len(read_video(out).frames) == round(0.9 * 25)
     assert _cli("--ref", media / "face.png", "--audio", media / "speech.wav", "--out", tmp_path / "p.mp4",
                 "--checkpoint", ckpt, "--motion-ref", media / "gray.png") == 2
+
+
+def test_chunk_audio_windows_match_global_timeline(pipe):
+    """Each chunk's latent frame j (global s+j) sees exactly the audio rows of its global video frames ± margin."""
+    from avatarv.models.latent_time import audio_windows
+
+    dit, td, m = pipe.transformer, 4, pipe.transformer.config.audio_window
+    calls = []
+    real = dit.forward
+
+    def spy(latents, *a, audio=None, audio_lead=0, **kw):
+        calls.append((audio.clone(), audio_lead))
+        return real(latents, *a, audio=audio, audio_lead=audio_lead, **kw)
+
+    with mock.patch.object(dit, "forward", side_effect=spy):
+        _run(pipe, 1.3, guidance=Guidance(1.0, 1.0), steps=1)
+    n_padded = 10  # chunks start at 0, 3, 6 (4 latent frames each)
+    feats = pipe._audio_features(_speech(1.3), SR, 1 + td * (n_padded - 1), "cpu", torch.float32)
+    checked = 0
+    for (a, lead), s in zip(calls, [0, 3, 6]):
+        local, glob = audio_windows(4, td, m, lead), audio_windows(n_padded, td, m, 0)[s : s + 4]
+        for r, g in zip(local.flatten().tolist(), glob.flatten().tolist()):
+            if 0 <= r < a.shape[1]:
+                torch.testing.assert_close(a[0, r], feats[0, g])
+                checked += 1
+            else:  # outside the chunk's audio: only before the video start or past the padded end
+                assert g < 0 or g >= feats.shape[1]
+    assert len(calls) == 3 and checked > 3 * 4 * td
