@@ -3,10 +3,11 @@
 Layout (Wan/LTX-style, scaled down so it trains from scratch on 2 CPU cores at 64 px):
 - input (B, 3, T, H, W) in [-1, 1], T = 1 + 4k; the first frame is encoded alone, then every 4 frames become one
   latent frame, so an image is a 1-frame video and a reference photo shares the video latent space;
-- a 2x2 pixel-unshuffle "patchify" first (cheap full-resolution work), then stages that each halve space and/or
-  time; convolutions are factorised into a per-frame 2-D 3x3 conv and a causal 1-D temporal conv (left padding
-  with the first frame), and normalisation is per frame, so latent frame j sees only video frames <= 4j: encoding
-  a prefix gives a prefix of the latents (tested), which chunked long-video inference relies on;
+- a `patch_size` pixel-unshuffle "patchify" first (LTX-Video style: cheap full-resolution work), then stages
+  that each halve space and/or time; convolutions are factorised into a per-frame 2-D 3x3 conv and a causal
+  temporal conv (the first frame repeated before the start), and normalisation is per frame, so latent frame j
+  sees only video frames <= 4j: encoding a prefix gives a prefix of the latents (tested), which chunked
+  long-video inference relies on;
 - time is halved causally by folding frame pairs (1,2), (3,4), ... into channels; frame 0 is folded with itself.
 `encode` returns latents already multiplied by `scaling_factor` (set after training so latents have ~unit std);
 `decode` divides by it and returns frames in [-1, 1].
@@ -23,18 +24,12 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-PATCH = 2  # pixel-unshuffle factor applied before the first conv
+# Internally every activation is frames-first, (B, T, C, H, W): per-frame 2-D layers see (B*T, C, H, W) with no
+# copy, and folding frame pairs into channels is a plain reshape. Public tensors stay (B, C, T, H, W).
 
 
-def _frames_first(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """(B, C, T, H, W) -> (B*T, C, H, W) so 2-D layers run per frame."""
-    b, c, t, h, w = x.shape
-    return x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w), b
-
-
-def _frames_back(y: torch.Tensor, b: int) -> torch.Tensor:
-    bt, c, h, w = y.shape
-    return y.reshape(b, bt // b, c, h, w).permute(0, 2, 1, 3, 4)
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(-1, *x.shape[2:])
 
 
 class FrameConv(nn.Module):
@@ -45,8 +40,8 @@ class FrameConv(nn.Module):
         self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y, b = _frames_first(x)
-        return _frames_back(self.conv(y), b)
+        y = self.conv(_flat(x))
+        return y.reshape(x.shape[0], x.shape[1], *y.shape[1:])
 
 
 class FrameNorm(nn.Module):
@@ -57,25 +52,27 @@ class FrameNorm(nn.Module):
         self.norm = nn.GroupNorm(min(8, channels), channels, eps=1e-6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y, b = _frames_first(x)
-        return _frames_back(self.norm(y), b)
+        return self.norm(_flat(x)).reshape(x.shape)
 
 
 class CausalTimeConv(nn.Module):
-    """1-D temporal conv per pixel, padded on the left with copies of the first frame (no look-ahead)."""
+    """Temporal conv over the current and previous `kernel-1` frames (the first frame repeated before the start):
+    the shifted copies are stacked on channels and mixed by a 1x1 conv, i.e. a causal (k,1,1) 3-D conv."""
 
     def __init__(self, channels: int, kernel: int = 3):
         super().__init__()
         self.kernel = kernel
-        self.conv = nn.Conv3d(channels, channels, (kernel, 1, 1))
+        self.mix = nn.Conv2d(kernel * channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pad = x[:, :, :1].expand(-1, -1, self.kernel - 1, -1, -1)
-        return self.conv(torch.cat([pad, x], dim=2))
+        b, t = x.shape[:2]
+        padded = torch.cat([x[:, :1].expand(-1, self.kernel - 1, -1, -1, -1), x], dim=1)
+        stacked = torch.cat([padded[:, i : i + t] for i in range(self.kernel)], dim=2)
+        return self.mix(_flat(stacked)).reshape(x.shape)
 
 
 class ResBlock(nn.Module):
-    """norm -> SiLU -> per-frame 3x3 -> causal temporal conv -> norm -> SiLU -> per-frame 3x3, plus skip."""
+    """norm -> SiLU -> per-frame 3x3 -> (+ causal temporal conv) -> norm -> SiLU -> per-frame 3x3, plus skip."""
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
@@ -99,10 +96,10 @@ class TimeDown(nn.Module):
         self.proj = FrameConv(2 * channels, channels, kernel=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, t, h, w = x.shape
-        first = torch.cat([x[:, :, :1], x[:, :, :1]], dim=1)
-        rest = x[:, :, 1:].reshape(b, c, (t - 1) // 2, 2, h, w).permute(0, 3, 1, 2, 4, 5).reshape(b, 2 * c, -1, h, w)
-        return self.proj(torch.cat([first, rest], dim=2))
+        b, t, c, h, w = x.shape
+        first = x[:, :1].repeat(1, 1, 2, 1, 1)
+        rest = x[:, 1:].reshape(b, (t - 1) // 2, 2 * c, h, w)
+        return self.proj(torch.cat([first, rest], dim=1))
 
 
 class TimeUp(nn.Module):
@@ -114,40 +111,28 @@ class TimeUp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.proj(x)
-        b, c2, t, h, w = y.shape
-        c = c2 // 2
-        first = y[:, :c, :1]
-        rest = y[:, :, 1:].reshape(b, 2, c, t - 1, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c, 2 * (t - 1), h, w)
-        return torch.cat([first, rest], dim=2)
-
-
-class SpaceDown(nn.Module):
-    def __init__(self, cin: int, cout: int):
-        super().__init__()
-        self.conv = FrameConv(cin, cout, kernel=3, stride=2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
+        b, t, c2, h, w = y.shape
+        rest = y[:, 1:].reshape(b, 2 * (t - 1), c2 // 2, h, w)
+        return torch.cat([y[:, :1, : c2 // 2], rest], dim=1)
 
 
 class SpaceUp(nn.Module):
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.conv = FrameConv(cin, cout)
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, t, h, w = x.shape
-        x = F.interpolate(x, size=(t, 2 * h, 2 * w), mode="nearest")
-        return self.conv(x)
+        y = self.conv(F.interpolate(_flat(x), scale_factor=2.0, mode="nearest"))
+        return y.reshape(x.shape[0], x.shape[1], *y.shape[1:])
 
 
-def _stage_plan(spatial_downsample: int, temporal_downsample: int) -> list[tuple[bool, bool]]:
+def _stage_plan(spatial_downsample: int, temporal_downsample: int, patch: int) -> list[tuple[bool, bool]]:
     """Per stage: (halve space?, halve time?). Time is halved in the earliest stages (cheapest on CPU)."""
-    ns = int(math.log2(spatial_downsample // PATCH))
-    nt = int(math.log2(temporal_downsample))
-    if 2**ns * PATCH != spatial_downsample or 2**nt != temporal_downsample or ns < 0:
-        raise ValueError(f"spatial_downsample {spatial_downsample} / temporal_downsample {temporal_downsample} "
-                         f"must be powers of two (spatial >= {PATCH})")
+    ns = int(round(math.log2(max(spatial_downsample // patch, 1))))
+    nt = int(round(math.log2(temporal_downsample)))
+    if 2**ns * patch != spatial_downsample or 2**nt != temporal_downsample:
+        raise ValueError(f"spatial_downsample {spatial_downsample} must be patch_size {patch} x a power of two and "
+                         f"temporal_downsample {temporal_downsample} a power of two")
     return [(i < ns, i < nt) for i in range(max(ns, nt))]
 
 
@@ -163,22 +148,23 @@ class AvatarVideoVAE(ModelMixin, ConfigMixin):
         base_channels: int = 32,
         spatial_downsample: int = 4,
         temporal_downsample: int = 4,
+        patch_size: int = 2,
         channel_mults: tuple[int, ...] | list[int] | None = None,
         scaling_factor: float = 1.0,
     ):
         super().__init__()
-        plan = _stage_plan(spatial_downsample, temporal_downsample)
-        mults = list(channel_mults) if channel_mults else [min(2**i, 4) for i in range(len(plan) + 1)]
+        plan = _stage_plan(spatial_downsample, temporal_downsample, patch_size)
+        mults = list(channel_mults) if channel_mults else [min(2**i, 2) for i in range(len(plan) + 1)]
         if len(mults) != len(plan) + 1:
             raise ValueError(f"channel_mults needs {len(plan) + 1} entries, got {mults}")
         chans = [base_channels * m for m in mults]
-        cin = 3 * PATCH * PATCH
+        cin = 3 * patch_size * patch_size
 
         self.enc_in = FrameConv(cin, chans[0])
         self.enc_blocks = nn.ModuleList()
         for i, (space, time) in enumerate(plan):
             stage = nn.ModuleList([ResBlock(chans[i], chans[i])])
-            stage.append(SpaceDown(chans[i], chans[i + 1]) if space else FrameConv(chans[i], chans[i + 1], kernel=1))
+            stage.append(FrameConv(chans[i], chans[i + 1], kernel=3 if space else 1, stride=2 if space else 1))
             stage.append(TimeDown(chans[i + 1]) if time else nn.Identity())
             self.enc_blocks.append(stage)
         self.enc_mid = ResBlock(chans[-1], chans[-1])
@@ -209,18 +195,21 @@ class AvatarVideoVAE(ModelMixin, ConfigMixin):
             raise ValueError(f"AvatarVideoVAE.encode: expected (B, 3, T, H, W), got {tuple(x.shape)}")
         if x.shape[-1] % s or x.shape[-2] % s:
             raise ValueError(f"AvatarVideoVAE.encode: H, W must be multiples of {s}, got {tuple(x.shape[-2:])}")
+        if x.shape[2] < 1:
+            raise ValueError("AvatarVideoVAE.encode: the video has no frames")
         return x[:, :, : self.video_frames(self.latent_frames(x.shape[2]))]  # drop an incomplete trailing group
 
     # ------------------------------------------------------------------ encode / decode
     def encode_moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unscaled posterior mean and log-variance, each (B, C, T', H/s, W/s)."""
         x = self._check_video(x)
-        b, _, t, h, w = x.shape
-        y, _ = _frames_first(x)
-        h = self.enc_in(_frames_back(F.pixel_unshuffle(y, PATCH), b))
+        p = self.config.patch_size
+        b, _, t, hgt, wid = x.shape
+        y = F.pixel_unshuffle(x.transpose(1, 2).reshape(b * t, 3, hgt, wid), p)
+        h = self.enc_in(y.reshape(b, t, *y.shape[1:]))
         for res, space, time in self.enc_blocks:
             h = time(space(res(h)))
-        h = self.enc_out(F.silu(self.enc_norm(self.enc_mid(h))))
+        h = self.enc_out(F.silu(self.enc_norm(self.enc_mid(h)))).transpose(1, 2)  # -> (B, 2C, T', h, w)
         mean, logvar = h.chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
 
@@ -234,12 +223,14 @@ class AvatarVideoVAE(ModelMixin, ConfigMixin):
         return z * self.config.scaling_factor
 
     def decode_unscaled(self, z: torch.Tensor) -> torch.Tensor:
-        b = z.shape[0]
-        h = self.dec_mid(self.dec_in(z))
+        b, t = z.shape[0], z.shape[2]
+        h = self.dec_mid(self.dec_in(z.transpose(1, 2)))
         for time, space, res in self.dec_blocks:
             h = res(space(time(h)))
-        y, _ = _frames_first(self.dec_out(F.silu(self.dec_norm(h))))
-        return _frames_back(F.pixel_shuffle(y, PATCH), b)
+        y = self.dec_out(F.silu(self.dec_norm(h)))
+        t = y.shape[1]
+        y = F.pixel_shuffle(_flat(y), self.config.patch_size)
+        return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Scaled latents (B,C,T',h,w) -> video (B,3,1+4(T'-1),h*s,w*s) in [-1, 1]."""
