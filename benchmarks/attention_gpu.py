@@ -105,6 +105,47 @@ def attention_part(n_gen: int, n_refs: list[int], backends: dict, reps: int) -> 
     return rows
 
 
+def flex_part(n_gen: int, n_refs: list[int], reps: int) -> list[dict]:
+    """Compiled FlexAttention with the segment block mask over the joint [R; G] sequence (one call = the sparse
+    form's two SDPA calls), against those two cuDNN/flash SDPA calls; also its error vs them."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    flex = torch.compile(flex_attention, dynamic=False)
+    rows = []
+    for n_ref in n_refs:
+        n = n_ref + n_gen
+        q, k, v = (torch.randn(1, HEADS, n, HEAD_DIM, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+        seg = (torch.arange(n, device="cuda") >= n_ref).int()
+
+        def mask_mod(b, h, qi, ki):
+            return seg[ki] <= seg[qi]
+
+        block = create_block_mask(mask_mod, None, None, n, n, device="cuda", _compile=True)  # no dense N×N mask
+
+        def two_sdpa():
+            with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+                r = F.scaled_dot_product_attention(q[:, :, :n_ref], k[:, :, :n_ref], v[:, :, :n_ref])
+                g = attend(q[:, :, n_ref:], k[:, :, n_ref:], v[:, :, n_ref:], k[:, :, :n_ref], v[:, :, :n_ref])
+            return torch.cat([r, g], 2)
+
+        t0 = time.time()
+        out = flex(q, k, v, block_mask=block)
+        torch.cuda.synchronize()
+        compile_s = time.time() - t0
+        ref = two_sdpa()
+        err = ((out.float() - ref.float()).norm() / ref.float().norm()).item()
+        f = attention_flops(n_ref, n_ref, HEAD_DIM, HEADS) + attention_flops(n_gen, n, HEAD_DIM, HEADS)
+        t_flex = cuda_time(lambda: flex(q, k, v, block_mask=block), reps=reps)
+        t_sdpa = cuda_time(two_sdpa, reps=reps)
+        rows.append(dict(n_ref=n_ref, n_gen=n_gen, t_flex=t_flex, t_two_sdpa_cudnn=t_sdpa, tflops_flex=f / t_flex / 1e12,
+                         tflops_two_sdpa=f / t_sdpa / 1e12, rel_err_vs_sdpa=err, compile_s=compile_s))
+        print(f"[flex] R={n_ref} G={n_gen}: flex {t_flex*1e3:.1f} ms ({f/t_flex/1e12:.0f} TF/s) vs 2×SDPA cuDNN "
+              f"{t_sdpa*1e3:.1f} ms ({f/t_sdpa/1e12:.0f} TF/s); rel err {err:.1e}; first call {compile_s:.0f} s", flush=True)
+        del q, k, v
+        torch.cuda.empty_cache()
+    return rows
+
+
 def count_flops(fn) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -243,10 +284,16 @@ def main() -> None:
     ap.add_argument("--ref-frames", default="8,16,24", help="reference latent frames for the DiT part (4097 tokens each)")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--skip-dit", action="store_true")
+    ap.add_argument("--flex-only", action="store_true", help="only the compiled FlexAttention comparison (flex.json)")
     args = ap.parse_args()
     known = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION}
     meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, time=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     print(meta, flush=True)
+    if args.flex_only:
+        rows = flex_part(args.n_gen, [int(x) for x in args.n_refs.split(",")], args.reps)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "flex.json").write_text(json.dumps(dict(meta=meta, flex=rows), indent=1))
+        return
     attn = []
     for b in args.backends.split(","):
         try:
