@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from avatarv.models.reference_attention import attend, attention_flops  # noqa: E402
+from avatarv.models.reference_attention import attend, attention_flops
 
 STEPS = 24
 HEADS, HEAD_DIM = 12, 128

@@ -1,6 +1,5 @@
 """AvatarTransformer3DModel: cached reference == uncached joint model, sparse == dense, conditioning is live."""
 
-from unittest import mock
 
 import pytest
 import torch
@@ -20,7 +19,7 @@ def model():
 
 def _inputs(seed=0, B=2, T=3):
     g = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    r = lambda *s: torch.randn(*s, generator=g)
     return dict(latents=r(B, 4, T, 8, 8), motion=r(B, T, 16), audio=r(B, 1 + 4 * (T - 1), 8), text=r(B, 5, 384),
                 ref=r(1, 4, 2, 8, 8), ref_motion=r(1, 2, 16), anchor=r(1, 4, 1, 8, 8), anchor_motion=r(1, 1, 16))
 
@@ -143,7 +142,7 @@ def test_rope_relative_and_reference_times():
     assert pos.tolist() == [[-256.0, 0.0, 0.0]]
     # relative: <R(a)q, R(b)k> depends on a - b only
     q, k = torch.randn(1, 1, 1, 12), torch.randn(1, 1, 1, 12)
-    p = lambda t: rope_cos_sin(torch.tensor([[t, 1.0, 2.0]]), 12)  # noqa: E731
+    p = lambda t: rope_cos_sin(torch.tensor([[t, 1.0, 2.0]]), 12)
     d1 = (apply_rope(q, *p(5.0)) * apply_rope(k, *p(2.0))).sum()
     d2 = (apply_rope(q, *p(13.0)) * apply_rope(k, *p(10.0))).sum()
     torch.testing.assert_close(d1, d2, atol=1e-5, rtol=1e-5)

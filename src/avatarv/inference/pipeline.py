@@ -49,7 +49,7 @@ def chunk_starts(n_latent: int, chunk: int, bridge: int) -> list[int]:
 
 def square_resize(frames: np.ndarray, size: int) -> torch.Tensor:
     """(T, H, W, 3) uint8 → (1, 3, T, size, size) in [-1, 1]: centre square crop, then area/bilinear resize."""
-    t, h, w, _ = frames.shape
+    _, h, w, _ = frames.shape
     s = min(h, w)
     y0, x0 = (h - s) // 2, (w - s) // 2
     x = torch.from_numpy(np.array(frames[:, y0 : y0 + s, x0 : x0 + s])).permute(0, 3, 1, 2).float()
