@@ -219,3 +219,19 @@ def test_chunk_audio_windows_match_global_timeline(pipe):
             else:  # outside the chunk's audio: only before the video start or past the padded end
                 assert g < 0 or g >= feats.shape[1]
     assert len(calls) == 3 and checked > 3 * 4 * td
+
+
+def test_tiny_profile_pipeline_from_config(tiny_cfg):
+    """The params.yaml tiny profile builds a working pipeline (shapes of the real config, 1 step, no CFG)."""
+    from avatarv.inference.pipeline import pipeline_from_config
+    from avatarv.models.audio_encoder import AudioEncoder
+    from avatarv.models.dit import transformer_from_config
+    from avatarv.models.vae import AvatarVideoVAE
+
+    v = tiny_cfg.vae
+    vae = AvatarVideoVAE(latent_channels=v.latent_channels, base_channels=8, spatial_downsample=v.spatial_downsample)
+    dit = transformer_from_config(tiny_cfg.dit, v.latent_channels, sample_size=32)
+    p = pipeline_from_config(tiny_cfg, vae.eval(), dit.eval(), AudioEncoder(audio_dim=tiny_cfg.dit.audio_dim).eval())
+    out = p(_ref(), _speech(1.0), SR, num_inference_steps=1, guidance=Guidance(1.0, 1.0),
+            generator=torch.Generator().manual_seed(0), progress=False)
+    assert out.frames.shape == (25, 32, 32, 3) and p.config.chunk_latent_frames == tiny_cfg.dit.chunk_latent_frames
