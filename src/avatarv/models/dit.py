@@ -175,6 +175,8 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         segment = prior.n_segments if prior is not None else 0
         x, S, h, w = self._embed(latents, motion)
         T = latents.shape[2]
+        if T > self.config.reference_time_stride:  # its RoPE times would run into the next segment's range
+            raise ValueError(f"reference of {T} latent frames exceeds reference_time_stride {self.config.reference_time_stride}")
         rope = self._rope(T, h, w, self._segment_time_offset(segment), motion is not None, x.device)
         layout = [Segment(T, S, self._clean_mods(x.device, x.dtype)[0])]
         keys, values = [], []
