@@ -288,7 +288,7 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         return self._head(x[:, n_ref:], out_mod, T, S, h, w, motion is not None)
 
 
-def transformer_from_config(dit_cfg, in_channels: int, sample_size: int = 64) -> AvatarTransformer3DModel:
+def transformer_from_config(dit_cfg, in_channels: int, sample_size: int = 64, temporal_downsample: int = 4) -> AvatarTransformer3DModel:
     """Build the DiT from the typed `DiTConfig` section (config.py) and the VAE's latent channels."""
     if list(dit_cfg.patch)[0] != 1 or dit_cfg.patch[1] != dit_cfg.patch[2]:
         raise ValueError(f"dit.patch {dit_cfg.patch}: only 1×p×p patches are supported")
@@ -296,4 +296,5 @@ def transformer_from_config(dit_cfg, in_channels: int, sample_size: int = 64) ->
         in_channels=in_channels, hidden=dit_cfg.hidden, layers=dit_cfg.layers, heads=dit_cfg.heads,
         patch=dit_cfg.patch[1], text_dim=dit_cfg.text_dim, audio_dim=dit_cfg.audio_dim, motion_dim=dit_cfg.motion_dim,
         mlp_ratio=dit_cfg.mlp_ratio, audio_window=dit_cfg.audio_window,
-        reference_time_stride=dit_cfg.reference_time_stride, sample_size=sample_size)
+        reference_time_stride=dit_cfg.reference_time_stride, temporal_downsample=temporal_downsample,
+        sample_size=sample_size)
