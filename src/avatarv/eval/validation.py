@@ -55,7 +55,15 @@ def validate_sync(model: SyncExpert, clips: list[tuple[np.ndarray, np.ndarray, i
         by_abs.setdefault(abs(s), []).append(c)
     abs_conf = {k: float(np.mean(v)) for k, v in sorted(by_abs.items())}
     vals = list(abs_conf.values())
+    chance = float(np.mean([r["conf_at_zero"] for r in swapped])) if swapped else 0.0
+    drop_until = 0
+    for (a, ca), (b, cb) in zip(list(abs_conf.items()), list(abs_conf.items())[1:]):
+        if cb >= ca:
+            break
+        drop_until = b
     return {
+        "conf_drops_until_shift": drop_until,  # strictly falling confidence from 0 up to this |shift|
+        "conf_beyond_at_chance": bool(all(c <= max(chance, 0.0) + 0.05 for s, c in abs_conf.items() if s > drop_until)),
         "offset_within_1": float(np.mean([abs(r["offset"] - r["shift"]) <= 1 for r in rows])),
         "offset_exact": float(np.mean([r["offset"] == r["shift"] for r in rows])),
         "conf_by_abs_shift": abs_conf,

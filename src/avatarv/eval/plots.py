@@ -1,0 +1,64 @@
+"""Figures for stages 10_eval and 11_leaderboard (matplotlib; the notebooks save and show them)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def sync_validation(sync: dict, loss_curve: list[float]):
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax[0].plot(loss_curve, lw=1)
+    ax[0].set(title="sync expert training loss", xlabel="step", ylabel="multi-way matching CE")
+    shifts = [int(k) for k in sync["conf_by_abs_shift"]]
+    ax[1].plot(shifts, list(sync["conf_by_abs_shift"].values()), "o-", label="shifted audio")
+    ax[1].axhline(sync["swap_conf"], color="r", ls="--", label="swapped audio")
+    ax[1].set(title=f"confidence vs |shift| (offset within ±1: {sync['offset_within_1']:.0%})",
+              xlabel="|audio shift| (frames)", ylabel="conf@0 (median − d(0))")
+    ax[1].legend()
+    fig.tight_layout()
+    return fig
+
+
+def identity_validation(corpus: dict, photos: dict):
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    names = ["corpus (cross-scene)", "package photos"]
+    for i, d in enumerate((corpus, photos)):
+        ax.bar([i - 0.2, i + 0.2], [d["same_mean"], d["diff_mean"]], width=0.38, color=["tab:green", "tab:red"])
+        ax.text(i, max(d["same_mean"], d["diff_mean"]) + 0.01, f"AUC {d['auc']:.3f}", ha="center")
+    ax.set_xticks([0, 1], names)
+    ax.set(ylim=(0.5, 1.05), ylabel="mean cosine (green same, red different)", title="identity metric validation")
+    fig.tight_layout()
+    return fig
+
+
+def quality_validation(q: dict):
+    kinds = list(q["scores"])
+    metrics = list(q["scores"][kinds[0]])
+    fig, ax = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 3.3))
+    for a, kind in zip(np.atleast_1d(ax), kinds):
+        for m in metrics:
+            ok = "✓" if q["monotone"][kind][m] else "✗"
+            a.plot(range(len(q["levels"][kind])), q["scores"][kind][m], "o-", label=f"{m} {ok}")
+        a.set_xticks(range(len(q["levels"][kind])), [str(l) for l in q["levels"][kind]])
+        a.set(title=f"{kind} (✓ = worse at every step)", xlabel="level", ylabel="score (lower = better)")
+        a.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def metric_bars(table, columns: list[str], title: str = ""):
+    """One small bar chart per column, one bar per row of a leaderboard DataFrame (index = system)."""
+    cols = [c for c in columns if c in table.columns and table[c].notna().any()]
+    fig, ax = plt.subplots(1, max(1, len(cols)), figsize=(3.2 * max(1, len(cols)), 3.6), squeeze=False)
+    for a, c in zip(ax[0], cols):
+        vals = table[c].astype(float)
+        a.bar(range(len(vals)), vals.fillna(0).values, color="tab:blue")
+        a.set_xticks(range(len(vals)), [str(i) for i in table.index], rotation=60, ha="right", fontsize=7)
+        a.set_title(c, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,91 @@
+"""The systems the leaderboard compares, each materialised as a folder of benchmark clips `<case_id>.mp4`:
+
+- `real_video`: the real target clip (other scene, same person, its own audio) — the upper bound.
+- `static_frame`: the reference's first frame held still for the target audio — the floor every generator must beat.
+- one row per trained checkpoint found under runs/ (`runs/<stage>/final`, ablations `runs/<name>/final` too): the
+  AvatarVPipeline (inference/pipeline.py) generates from the reference clip and the target audio.
+References for identity/motion go to a `reference/` folder (`<case_id>.mp4` = the reference clip).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..media import read_video, write_video
+from ..paths import RUNS
+
+STAGE_ORDER = ("t2v", "a2v", "sft", "lora", "distill", "rlhf", "refiner")
+
+
+def find_checkpoints(runs: Path = RUNS) -> dict[str, Path]:
+    """{row name: pipeline folder} for every `runs/**/final/model_index.json`, main stages first."""
+    found = {}
+    if not runs.exists():
+        return found
+    for idx in sorted(runs.glob("**/final/model_index.json")):
+        d = idx.parent
+        rel = d.parent.relative_to(runs)
+        if rel.parts and rel.parts[0] == "eval":
+            continue
+        found["/".join(rel.parts)] = d
+    order = {s: i for i, s in enumerate(STAGE_ORDER)}
+    return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+
+
+def write_references(cases: list[dict], corpus_dir: Path, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    for c in cases:
+        dst = out / f"{c['case_id']}.mp4"
+        if not dst.exists():
+            shutil.copyfile(corpus_dir / c["ref_path"], dst)
+    return out
+
+
+def real_video(cases: list[dict], corpus_dir: Path, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    for c in cases:
+        dst = out / f"{c['case_id']}.mp4"
+        if not dst.exists():
+            shutil.copyfile(corpus_dir / c["target_path"], dst)
+    return out
+
+
+def static_frame(cases: list[dict], corpus_dir: Path, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    for c in cases:
+        dst = out / f"{c['case_id']}.mp4"
+        if dst.exists():
+            continue
+        ref = read_video(corpus_dir / c["ref_path"], max_frames=1)
+        tgt = read_video(corpus_dir / c["target_path"], need_audio=True, video=False)
+        n = max(1, int(round(len(tgt.audio) / tgt.sample_rate * 25)))
+        write_video(dst, np.repeat(ref.frames[:1], n, 0), 25, tgt.audio, tgt.sample_rate)
+    return out
+
+
+def generated(cases: list[dict], corpus_dir: Path, out: Path, checkpoint: Path, seed: int, steps: int = 0,
+              device: str = "cpu", progress: bool = False) -> Path:
+    """Generate every case with a saved AvatarVPipeline (reference clip + target audio); one load per checkpoint."""
+    import torch
+
+    from ..inference.cli import reference_motion
+    from ..inference.pipeline import AvatarVPipeline
+
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [c for c in cases if not (out / f"{c['case_id']}.mp4").exists()]
+    if not todo:
+        return out
+    pipe = AvatarVPipeline.from_pretrained(str(checkpoint)).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    n_ref = 1 + pipe.vae.config.temporal_downsample * (pipe.config.reference_latent_frames - 1)
+    for c in todo:
+        ref = read_video(corpus_dir / c["ref_path"], max_frames=max(n_ref, 1))
+        tgt = read_video(corpus_dir / c["target_path"], need_audio=True, video=False)
+        motion = reference_motion(ref.frames[:n_ref])
+        result = pipe(ref.frames, tgt.audio, tgt.sample_rate, reference_motion=motion,
+                      num_inference_steps=steps or None, generator=torch.Generator().manual_seed(seed), progress=progress)
+        write_video(out / f"{c['case_id']}.mp4", result.frames, pipe.config.fps, tgt.audio, tgt.sample_rate)
+    return out
