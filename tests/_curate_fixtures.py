@@ -111,6 +111,17 @@ def make_clip(path: Path, kind: str = "", seconds: float = 2.0, who: str = "astr
     elif kind == "scene_cut":
         other = talking_frames(portrait("grace_hopper" if who == "astronaut" else "astronaut"), env)
         frames = np.concatenate([frames[: n // 2], other[n // 2 :]])
+    elif kind == "two_faces":  # a second person beside the speaker
+        import cv2
+
+        guest = cv2.resize(portrait("grace_hopper" if who == "astronaut" else "astronaut"), (SIZE // 2, SIZE // 2))
+        frames = frames.copy()
+        frames[:, SIZE // 2 :, SIZE // 2 :] = guest
+    elif kind == "low_res":  # 4x down then up: the frame size is unchanged, the detail is gone
+        import cv2
+
+        frames = np.stack([cv2.resize(cv2.resize(f, (SIZE // 4, SIZE // 4), interpolation=cv2.INTER_AREA), (SIZE, SIZE),
+                                      interpolation=cv2.INTER_LINEAR) for f in frames])
     elif kind == "no_face":
         frames = np.stack([np.full_like(frames[0], 90 + (t % 3)) for t in range(n)])
     write_video(path, frames, FPS, None if kind == "no_audio" else audio, SR)

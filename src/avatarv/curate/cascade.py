@@ -47,7 +47,7 @@ def crash_row(clip_id: str, path: str, problem: str) -> dict:
     return {"clip_id": clip_id, "kept": False, "stage": "container", "reason": f"unreadable: {problem}",
             "all_reasons": json.dumps([f"container: unreadable: {problem}"]), "passed_stages": "[]",
             **{k: math.nan for k in SCORE_COLUMNS}, "segments": "[]", "sync_backend": "", "face_embedding": [],
-            "embedding_spread": math.nan, "background_hist": [], "path": path}
+            "embedding_spread": math.nan, "background_hist": [], "mouth_series": [], "path": path}
 
 
 def _still_measurable(failed: Check, ctx: ClipContext) -> bool:
@@ -73,8 +73,9 @@ def curate_clip(clip_id: str, path: str | Path, probe: dict, cfg: CurateConfig) 
            "reason": failed[0].reason if failed else "", "all_reasons": json.dumps([f"{c.name}: {c.reason}" for c in failed]),
            "passed_stages": json.dumps([c.name for c in checks.values() if c.passed]), **scores,
            "segments": json.dumps(ctx.cache.get("segments", [])), "sync_backend": ctx.cache.get("sync_backend", ""),
-           "face_embedding": [], "embedding_spread": math.nan, "background_hist": []}
+           "face_embedding": [], "embedding_spread": math.nan, "background_hist": [], "mouth_series": []}
     if "face_count" in checks and ctx.faces.main is not None:
+        row["mouth_series"] = [round(float(x), 5) for x in ctx.faces.mouth]  # for plots and sync studies
         try:
             emb, spread = face_embedding(ctx)
             row.update(face_embedding=[float(x) for x in emb], embedding_spread=spread,

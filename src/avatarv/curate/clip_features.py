@@ -3,7 +3,7 @@
 Seed: clips are linked when they show the same person (high face similarity) in different scenes (low
 background similarity). The face embedding is the mean of `embed_frames` per-frame embeddings of the main track
 (dlib 128-D offline, ArcFace when a model file is given); the background descriptor is an HSV colour
-histogram of the frame with the face region masked out.
+histogram of the frame's border ring with the face masked out.
 """
 
 from __future__ import annotations
@@ -29,8 +29,25 @@ def face_embedding(ctx) -> tuple[np.ndarray, float]:
     return mean.astype(np.float32), float((emb @ mean).min())
 
 
+def background_mask(shape: tuple[int, int], face) -> np.ndarray:
+    """uint8 mask of the frame's outer ring (15 % of each side) minus the slightly enlarged face box.
+
+    Why a ring: talking-head framing is tight, so beyond the face only the borders (backdrop, shoulders,
+    clothing) are reliably scene and not person; the ring always keeps the corners even for a face that fills
+    most of the frame.
+    """
+    h, w = shape
+    mask = np.full((h, w), 255, np.uint8)
+    mh, mw = int(round(h * 0.15)), int(round(w * 0.15))
+    mask[mh : h - mh, mw : w - mw] = 0
+    if face is not None:
+        b = face.scale(1.1).clip(w, h)
+        mask[int(b.y0) : int(np.ceil(b.y1)), int(b.x0) : int(np.ceil(b.x1))] = 0
+    return mask
+
+
 def background_histogram(ctx, n_frames: int = 3) -> np.ndarray:
-    """L1-normalised HSV histogram (8x4x4 bins) of the pixels outside the enlarged face box, averaged over frames."""
+    """L1-normalised HSV histogram (8x4x4 bins) of the background ring, averaged over frames."""
     import cv2
 
     frames, fp = ctx.frames, ctx.faces
@@ -38,10 +55,7 @@ def background_histogram(ctx, n_frames: int = 3) -> np.ndarray:
     hist = np.zeros(int(np.prod(BG_BINS)), np.float64)
     for t in picks:
         hsv = cv2.cvtColor(np.ascontiguousarray(frames[t]), cv2.COLOR_RGB2HSV)
-        mask = np.full(hsv.shape[:2], 255, np.uint8)
-        if fp.main is not None:
-            b = fp.main.box_at(int(t)).scale(1.6).clip(hsv.shape[1], hsv.shape[0])
-            mask[int(b.y0) : int(np.ceil(b.y1)), int(b.x0) : int(np.ceil(b.x1))] = 0
+        mask = background_mask(hsv.shape[:2], fp.main.box_at(int(t)) if fp.main is not None else None)
         h = cv2.calcHist([hsv], [0, 1, 2], mask, list(BG_BINS), [0, 180, 0, 256, 0, 256]).ravel()
         hist += h / max(h.sum(), 1.0)
     return (hist / max(hist.sum(), 1e-12)).astype(np.float32)

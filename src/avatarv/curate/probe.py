@@ -48,6 +48,11 @@ def probe_one(path: str | Path) -> dict:
     return out
 
 
+def child_command() -> list[str]:
+    """The probe child's command line (a function so tests can swap in a child that crashes)."""
+    return [sys.executable, "-m", "avatarv.curate.probe"]
+
+
 def probe_batch(paths: list[str]) -> list[dict]:
     """Probe many files in a child process; a crash or hang costs one file, never the batch."""
     paths = [str(p) for p in paths]
@@ -56,7 +61,7 @@ def probe_batch(paths: list[str]) -> list[dict]:
         rest = paths[len(results):]
         timeout = _START_S + PER_FILE_TIMEOUT_S * len(rest)
         try:
-            proc = subprocess.run([sys.executable, "-m", "avatarv.curate.probe"], input=json.dumps(rest),
+            proc = subprocess.run(child_command(), input=json.dumps(rest),
                                   capture_output=True, text=True, timeout=timeout)
             stdout, failure = proc.stdout, f"decoder crashed (exit code {proc.returncode})"
         except subprocess.TimeoutExpired as e:

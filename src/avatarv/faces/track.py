@@ -74,7 +74,7 @@ def link_detections(per_frame: list[tuple[int, list[Box]]], min_iou: float = 0.3
             if j not in used:
                 open_tracks.append((Track([t], [b]), step))
     closed.extend(tr for tr, _ in open_tracks)
-    return sorted(closed, key=lambda tr: (-len(tr), tr.frames[0]))
+    return sorted(closed, key=lambda tr: (-len(tr), -tr.mean_side, tr.frames[0]))  # ties: the bigger face leads
 
 
 def track_faces(frames: np.ndarray, stride: int = 5, backend: str = "mediapipe", min_confidence: float = 0.5) -> tuple[list[Track], list[tuple[int, list[Box]]]]:
