@@ -39,6 +39,7 @@ class CorpusConfig:
     distractor_fraction: float = 0.2
     languages: list[str] = field(default_factory=lambda: ["en-us", "en-gb", "de", "fr", "es"])
     workers: int = 2
+    source: str = "synth"  # "synth" = generate the embedded corpus; else a folder of real videos to ingest
 
 
 @dataclass(kw_only=True)

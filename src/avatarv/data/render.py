@@ -168,18 +168,24 @@ def warp(tex_rgba: np.ndarray, src: np.ndarray, dst: np.ndarray, side: int) -> n
     d = np.round(dst * 16).astype(np.int32)
     for k, t in enumerate(tri):
         cv2.fillConvexPoly(idx, d[t], k + 1, lineType=cv2.LINE_8, shift=4)
-    # affine maps dst→src per triangle: [x_s, y_s] = M @ [x_d, y_d, 1]
-    D = np.concatenate([dst[tri], np.ones((len(tri), 3, 1))], 2)  # (K,3,3)
-    S = src[tri].astype(np.float64)  # (K,3,2)
-    det = np.linalg.det(D)
-    ok = np.abs(det) > 1e-9
-    M = np.zeros((len(tri), 3, 2))
-    M[ok] = np.linalg.solve(D[ok], S[ok])
-    M = np.concatenate([np.zeros((1, 3, 2)), M])  # index 0 = no triangle
-    ys, xs = np.mgrid[0:side, 0:side].astype(np.float64)
-    Mi = M[idx]  # (side, side, 3, 2)
-    mx = (xs * Mi[..., 0, 0] + ys * Mi[..., 1, 0] + Mi[..., 2, 0]).astype(np.float32)
-    my = (xs * Mi[..., 0, 1] + ys * Mi[..., 1, 1] + Mi[..., 2, 1]).astype(np.float32)
+    # affine map dst→src per triangle, closed form: L = F E^-1 with E, F the triangles' edge matrices
+    d, sr = dst[tri].astype(np.float64), src[tri].astype(np.float64)  # (K,3,2)
+    e1, e2 = d[:, 1] - d[:, 0], d[:, 2] - d[:, 0]
+    f1, f2 = sr[:, 1] - sr[:, 0], sr[:, 2] - sr[:, 0]
+    det = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
+    inv = np.where(np.abs(det) > 1e-9, 1.0 / np.where(det == 0, 1, det), 0.0)
+    # E^-1 = [[e2y, -e2x], [-e1y, e1x]] / det ; L = [f1 f2] @ E^-1
+    l00 = (f1[:, 0] * e2[:, 1] - f2[:, 0] * e1[:, 1]) * inv
+    l01 = (-f1[:, 0] * e2[:, 0] + f2[:, 0] * e1[:, 0]) * inv
+    l10 = (f1[:, 1] * e2[:, 1] - f2[:, 1] * e1[:, 1]) * inv
+    l11 = (-f1[:, 1] * e2[:, 0] + f2[:, 1] * e1[:, 0]) * inv
+    t0 = sr[:, 0, 0] - l00 * d[:, 0, 0] - l01 * d[:, 0, 1]
+    t1 = sr[:, 0, 1] - l10 * d[:, 0, 0] - l11 * d[:, 0, 1]
+    coef = np.concatenate([np.zeros((1, 6)), np.stack([l00, l01, t0, l10, l11, t1], 1)]).astype(np.float32)  # row 0: no triangle
+    ys, xs = np.mgrid[0:side, 0:side].astype(np.float32)
+    c = coef[idx]  # (side, side, 6)
+    mx = c[..., 0] * xs + c[..., 1] * ys + c[..., 2]
+    my = c[..., 3] * xs + c[..., 4] * ys + c[..., 5]
     mx[idx == 0] = -10
     my[idx == 0] = -10
     return cv2.remap(tex_rgba, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))

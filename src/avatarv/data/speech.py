@@ -132,7 +132,7 @@ def _synth_fresh(text: str, voice: str, pitch: int, speed: int) -> tuple[int, np
                 raw, events = eng.synth(text, voice, pitch, speed)
                 payload = pickle.dumps(("ok", eng.sample_rate, raw, events))
             except Exception as e:  # reported to the parent, which raises it
-                payload = pickle.dumps(("error", f"{type(e).__name__}: {e}", None, None))
+                payload = pickle.dumps(("error", str(e), None, None))
             with os.fdopen(w, "wb") as f:
                 f.write(payload)
         except BaseException:
@@ -147,7 +147,7 @@ def _synth_fresh(text: str, voice: str, pitch: int, speed: int) -> tuple[int, np
         raise RuntimeError(f"espeak-ng: synthesis process died (voice {voice!r})")
     status, sr, raw, events = pickle.loads(payload)
     if status != "ok":
-        raise ValueError(f"espeak-ng: {sr}")
+        raise ValueError(sr)
     return sr, raw, events
 
 
@@ -162,10 +162,12 @@ def synthesize(text: str, voice: str, pitch: int = 50, speed: int = 160, sample_
     dur = len(audio) / sample_rate
     ph_events = [(s / sr_in, p) for kind, s, p in events if kind == _EVENT_PHONEME]
     phonemes = []
+    last = np.floor(dur * 1e4) / 1e4  # 4-decimal times that never pass the end of the audio
     for i, (start, ph) in enumerate(ph_events):
         end = ph_events[i + 1][0] if i + 1 < len(ph_events) else dur
-        if end > start and ph.strip():
-            phonemes.append({"ph": ph.strip(), "start": round(start, 4), "end": round(min(end, dur), 4)})
+        s0, s1 = round(start, 4), min(round(end, 4), last)
+        if s1 > s0 and ph.strip():
+            phonemes.append({"ph": ph.strip(), "start": s0, "end": s1})
     words = [round(s / sr_in, 4) for kind, s, _ in events if kind == _EVENT_WORD]
     return Speech(audio=audio.astype(np.float32), sample_rate=sample_rate, phonemes=phonemes, words=words)
 

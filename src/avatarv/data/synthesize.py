@@ -133,7 +133,7 @@ def _run_job(job: ClipJob) -> dict:
         "motion_style": json.dumps(ident.style.to_dict(), sort_keys=True),
         "distractor": job.distractor, "av_offset_frames": int(clip.av_offset_frames),
         "flags": json.dumps(clip.flags, sort_keys=True),
-        "identity_recipe": recipe_json(ident),
+        "identity_recipe": recipe_json(ident), "has_ground_truth": True,
     }
 
 
@@ -152,6 +152,7 @@ def manifest_schema():
         ("head_shift", pa.list_(f32)), ("mouth_open", f32), ("mouth_width", f32), ("blink", f32), ("brow", f32),
         ("audio_energy", f32), ("motion_style", pa.string()), ("distractor", pa.string()),
         ("av_offset_frames", pa.int64()), ("flags", pa.string()), ("identity_recipe", pa.string()),
+        ("has_ground_truth", pa.bool_()),  # False for ingested real footage (empty per-frame truth)
     ]
     return pa.schema(cols)
 
@@ -184,25 +185,29 @@ def read_manifest(corpus_dir: str | Path):
 
 # --------------------------------------------------------------------------------------------- entry point
 @contextlib.contextmanager
-def _deterministic_malloc():
-    """Start worker processes with glibc's malloc perturbation on.
+def _worker_env():
+    """Start worker processes single-threaded and with glibc's malloc perturbation on.
 
     Why: libx264 (inside PyAV) reads some heap memory it never wrote, so in a long-lived process the same frames
     encode to different bytes depending on what the heap held before (measured: 2-8 of 14 repeated encodes
     differed). With `glibc.malloc.perturb` every fresh allocation is filled with one fixed byte, which makes
     those reads — and so the mp4 bytes — independent of the process history.
     """
-    key = "GLIBC_TUNABLES"
-    old = os.environ.get(key)
     tun = "glibc.malloc.perturb=165"
-    os.environ[key] = f"{old}:{tun}" if old and tun not in old else (old or tun)
+    prev = os.environ.get("GLIBC_TUNABLES")
+    env = {"GLIBC_TUNABLES": f"{prev}:{tun}" if prev and tun not in prev else (prev or tun),
+           # one thread per worker: the pool already fills the cores, and BLAS threads would only contend
+           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def synthesize_corpus(out_dir: str | Path, spec: CorpusSpec, workers: int = 2, progress: bool = True) -> dict:
@@ -228,7 +233,7 @@ def synthesize_corpus(out_dir: str | Path, spec: CorpusSpec, workers: int = 2, p
     workers = max(1, min(int(workers), len(jobs)))
     bar = tqdm(total=len(jobs), desc="synth", unit="clip", disable=not progress)
     ctx = mp.get_context("spawn")  # fresh interpreters: mediapipe/absl threads in the parent make fork unsafe
-    with _deterministic_malloc(), ctx.Pool(workers, initializer=_init_worker, initargs=(identities, spec, str(out))) as pool:
+    with _worker_env(), ctx.Pool(workers, initializer=_init_worker, initargs=(identities, spec, str(out))) as pool:
         for row in pool.imap_unordered(_run_job, order, chunksize=1):
             rows.append(row)
             bar.update()
