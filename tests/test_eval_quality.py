@@ -40,9 +40,12 @@ def test_clip_quality_averages_frames_and_skips_qalign_without_weights(frame):
     assert "qalign" not in out
 
 
-def test_qalign_without_weights_names_the_problem():
+def test_qalign_without_weights_names_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="Q-Align weights"):
         quality.load_qalign("")
+    # a supplied folder is where pyiqa's Q-Align reads its weights (not the hub): an empty one fails naming it
+    with pytest.raises(OSError, match=str(tmp_path)):
+        quality.load_qalign(str(tmp_path))
 
 
 def test_small_frames_are_upscaled_before_scoring(frame):

@@ -64,15 +64,46 @@ def _brisque():
     return BRISQUE(url=False)
 
 
-@functools.lru_cache(maxsize=2)
-def load_qalign(weights: str):
-    """pyiqa's Q-Align from a local weights folder; raises FileNotFoundError/ImportError with the reason."""
-    if not weights or not os.path.exists(weights):
-        raise FileNotFoundError(f"{weights or '(empty path)'}: Q-Align weights not supplied")
-    import pyiqa
+QALIGN_HUB_NAME = "q-future/one-align"
 
-    return pyiqa.create_metric("qalign", device="cuda" if torch.cuda.is_available() else "cpu",
-                               pretrained_model_path=weights)
+
+@functools.lru_cache(maxsize=2)
+def load_qalign(weights: str, dtype: str = "fp16"):
+    """pyiqa's Q-Align network with its weights read from a local folder (a snapshot of q-future/one-align).
+
+    pyiqa hard-codes the hub name, and no hub is reachable here, so the two `from_pretrained` calls are pointed
+    at `weights` while the network is built. Raises FileNotFoundError / ImportError naming what is missing.
+    """
+    if not weights or not os.path.isdir(weights):
+        raise FileNotFoundError(f"{weights or '(empty path)'}: Q-Align weights not supplied (a local one-align folder)")
+    try:
+        from pyiqa.archs import qalign_arch
+    except ImportError as e:
+        raise ImportError(f"Q-Align: pyiqa's q_align code cannot be imported ({e}); install the missing package") from None
+
+    def redirect(cls):
+        orig = cls.from_pretrained
+
+        def from_pretrained(name, *args, **kwargs):
+            return orig(weights if name == QALIGN_HUB_NAME else name, *args, **kwargs)
+
+        return orig, from_pretrained
+
+    classes = (qalign_arch.MPLUGOwl2LlamaForCausalLM, qalign_arch.CLIPImageProcessor)
+    saved = []
+    try:
+        for cls in classes:
+            orig, patched = redirect(cls)
+            saved.append((cls, cls.__dict__.get("from_pretrained")))
+            cls.from_pretrained = staticmethod(patched)
+        model = qalign_arch.QAlign(dtype=dtype)
+    finally:
+        for cls, attr in saved:
+            if attr is None:
+                del cls.from_pretrained
+            else:
+                cls.from_pretrained = attr
+    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
 
 
 def piqe(frame: np.ndarray) -> float:
@@ -111,7 +142,8 @@ def clip_quality(frames: np.ndarray, n_frames: int = 4, metrics=("piqe", "niqe",
     if qalign_weights:
         model = load_qalign(qalign_weights)
         with torch.no_grad():
-            out["qalign"] = float(np.mean([float(model(_tensor(_prep(frames[i])))) for i in idx]))
+            dev = next(model.parameters()).device
+            out["qalign"] = float(np.mean([float(model(_tensor(_prep(frames[i])).to(dev))) for i in idx]))
     return out
 
 
