@@ -190,6 +190,7 @@ class EvalConfig:
     max_offset_frames: int = 8  # offset search range when scoring
     benchmark_clips: int = 8  # cross-scene benchmark cases (held-out identities)
     benchmark_version: str = "cross_scene_v1"
+    benchmark_seconds: float = 0.0  # driving audio per case cut to this many seconds (0 = whole target clip)
     validation_clips: int = 4  # held-out clips for the shifted-audio sync validation
     identity_frames: int = 8  # frames embedded per clip for face similarity
     quality_frames: int = 4  # frames scored per clip by PIQE/NIQE/BRISQUE
