@@ -41,7 +41,7 @@ def test_eval_writes_per_clip_and_aggregate_metrics_with_backends(dirs):
     assert set(rows) == {"a", "b", "c"} and "error" in rows["c"] and "c.mp4" in rows["c"]["error"]
     assert doc["aggregate"]["n_scored"] == 2 and doc["aggregate"]["n_failed"] == 1
     assert rows["a"]["face_sim"] > rows["b"]["face_sim"]  # same person across scenes beats another person
-    for key in ("face_sim", "piqe", "brisque", "lip_audio_corr", "drift_delta_e_max"):
+    for key in ("face_sim", "piqe", "brisque", "lip_audio_corr", "drift_delta_e_max", "motion_stream_style_sim"):
         assert key in doc["aggregate"] and doc["backends"][key]
     assert doc["backends"]["face_sim"].startswith("dlib")
     assert doc["backends"]["sync_conf"].startswith("n/a")

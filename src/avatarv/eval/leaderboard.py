@@ -34,6 +34,7 @@ COLUMNS = [
     ("mouth_sharpness", "Mouth sharpness", True, None),
     ("teeth_visibility", "Teeth visible", True, None),
     ("motion_style_sim", "Motion style sim", True, None),
+    ("motion_stream_style_sim", "Motion-stream style sim", True, None),
     ("head_motion_energy", "Head motion", None, None),
     ("drift_id_sim_min", "Drift ID min", True, None),
     ("drift_delta_e_max", "Drift ΔE max ↓", False, None),

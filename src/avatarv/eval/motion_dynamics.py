@@ -59,3 +59,23 @@ def style_similarity(a: dict[str, float], b: dict[str, float], floor: float = 1e
         x, y = abs(a[k]) + floor, abs(b[k]) + floor
         r.append(min(x, y) / max(x, y))
     return float(np.mean(r))
+
+
+def mesh_style(frames: np.ndarray, fps: float = 25.0) -> dict[str, float] | None:
+    """The project's motion-stream style (models/motion.py: MediaPipe face mesh → 16-D motion → style stats:
+    sway, nods, blinks, mouth scale, brows, expression), or None when no face mesh is found. This is the same
+    representation the generator is conditioned on, so the score speaks the model's own motion language."""
+    from ..models.motion import extract_motion, motion_style_stats
+
+    motion = extract_motion(np.asarray(frames, np.uint8))
+    if not np.abs(motion).any():
+        return None
+    return motion_style_stats(motion, fps)
+
+
+def mesh_style_similarity(a: dict[str, float] | None, b: dict[str, float] | None) -> float:
+    if a is None or b is None:
+        return float("nan")
+    from ..models.motion import motion_style_similarity
+
+    return motion_style_similarity(a, b)

@@ -21,7 +21,7 @@ from ..media import read_video
 from . import identity, quality
 from .drift import drift_metrics
 from .face_track import track_face, track_landmarks
-from .motion_dynamics import motion_stats, style_similarity
+from .motion_dynamics import mesh_style, mesh_style_similarity, motion_stats, style_similarity
 from .mouth import mouth_metrics
 
 VIDEO_EXT = (".mp4", ".mov", ".mkv", ".avi", ".webm")
@@ -30,7 +30,7 @@ HIGHER_IS_BETTER = {
     "sync_conf": True, "sync_lse_c": True, "sync_lse_d": False, "sync_abs_offset": False, "syncnet_lse_c": True,
     "syncnet_lse_d": False, "face_sim": True, "piqe": False, "niqe": False, "brisque": False, "qalign": True,
     "mouth_sharpness": True, "teeth_visibility": True, "lip_audio_corr": True, "head_motion_energy": None,
-    "motion_style_sim": True, "drift_id_sim_min": True, "drift_delta_e_max": False,
+    "motion_style_sim": True, "motion_stream_style_sim": True, "drift_id_sim_min": True, "drift_delta_e_max": False,
 }
 
 
@@ -72,6 +72,7 @@ class EvalSettings:
             "lip_audio_corr": "dlib-68 mouth opening vs audio RMS",
             "head_motion_energy": "dlib-68 nose track",
             "motion_style_sim": "dlib-68 motion statistics ratio",
+            "motion_stream_style_sim": "MediaPipe face mesh motion stream (models/motion.py style stats)",
             "drift_id_sim_min": identity.backend_name(self.identity_backend, self.arcface_onnx),
             "drift_delta_e_max": "CIEDE2000 of mean face Lab",
             "face_found": "MediaPipe BlazeFace",
@@ -114,7 +115,8 @@ class Scorer:
             track = track_face(frames)
             emb = identity.embed_clip(frames, track, self.s.identity_frames, self.s.identity_backend, self.s.arcface_onnx)
             stats = motion_stats(track_landmarks(frames, track), fps) if len(frames) >= 8 else None
-            self._ref[key] = {"emb": emb, "motion": stats, "face_found": track.found}
+            mesh = mesh_style(frames, fps) if len(frames) >= 8 else None
+            self._ref[key] = {"emb": emb, "motion": stats, "mesh": mesh, "face_found": track.found}
         return self._ref[key]
 
     def score(self, gen_path: Path, ref_path: Path) -> dict:
@@ -146,6 +148,7 @@ class Scorer:
         ms = motion_stats(lms, v.fps)
         row["head_motion_energy"] = ms["energy"]
         row["motion_style_sim"] = style_similarity(ms, ref["motion"]) if ref["motion"] else float("nan")
+        row["motion_stream_style_sim"] = mesh_style_similarity(mesh_style(frames, v.fps), ref["mesh"])
         d = drift_metrics(frames, track, v.fps, s.chunk_seconds, backend=s.identity_backend, model_path=s.arcface_onnx)
         row.update({k: d[k] for k in ("chunks", "drift_id_sim_min", "drift_delta_e_max", "drift_id_sim_per_min",
                                       "drift_delta_e_per_min")})

@@ -89,14 +89,16 @@ def validate(cfg, corpus: Path, manifest: pd.DataFrame, expert, progress: bool =
 def run_systems(cfg, corpus: Path, cases: list[dict], settings: EvalSettings, out_root: Path, report_dir: Path,
                 progress: bool = True) -> dict:
     refs = systems.write_references(cases, corpus, out_root / "reference")
+    secs = cfg.eval.benchmark_seconds  # every system speaks the same first `secs` of the target audio
     plan: dict[str, dict] = {
-        "real_video": {"kind": "upper bound", "make": lambda d: systems.real_video(cases, corpus, d)},
-        "static_frame": {"kind": "baseline", "make": lambda d: systems.static_frame(cases, corpus, d)},
+        "real_video": {"kind": "upper bound", "make": lambda d: systems.real_video(cases, corpus, d, secs)},
+        "static_frame": {"kind": "baseline", "make": lambda d: systems.static_frame(cases, corpus, d, secs)},
     }
     for name, ckpt in systems.find_checkpoints().items():
-        plan[name] = {"kind": "ablation" if "/" in name or name not in systems.STAGE_ORDER else "trained stage",
+        plan[name] = {"kind": "ablation" if ":" in name or name not in systems.STAGE_ORDER else "trained stage",
                       "checkpoint": str(ckpt),
-                      "make": lambda d, ckpt=ckpt: systems.generated(cases, corpus, d, ckpt, cfg.seed, cfg.eval.generate_steps)}
+                      "make": lambda d, ckpt=ckpt: systems.generated(cases, corpus, d, ckpt, cfg.seed, cfg.eval.generate_steps,
+                                                                     secs)}
     scorer = Scorer(settings)
     out: dict = {}
     (report_dir / "systems").mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ def find_checkpoints(runs: Path = RUNS) -> dict[str, Path]:
         rel = d.parent.relative_to(runs)
         if rel.parts and rel.parts[0] == "eval":
             continue
-        found["/".join(rel.parts)] = d
+        found["/".join(rel.parts).replace("/ablations/", ":")] = d  # runs/sft/ablations/x/final → "sft:x"
     order = {s: i for i, s in enumerate(STAGE_ORDER)}
     return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
@@ -44,30 +44,43 @@ def write_references(cases: list[dict], corpus_dir: Path, out: Path) -> Path:
     return out
 
 
-def real_video(cases: list[dict], corpus_dir: Path, out: Path) -> Path:
+def target_audio(c: dict, corpus_dir: Path, seconds: float = 0.0) -> tuple[np.ndarray, int]:
+    """The case's driving audio: the target clip's audio, cut to `seconds` (0 = whole clip)."""
+    tgt = read_video(corpus_dir / c["target_path"], need_audio=True, video=False)
+    audio = tgt.audio[: int(seconds * tgt.sample_rate)] if seconds > 0 else tgt.audio
+    return audio, tgt.sample_rate
+
+
+def real_video(cases: list[dict], corpus_dir: Path, out: Path, seconds: float = 0.0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for c in cases:
         dst = out / f"{c['case_id']}.mp4"
-        if not dst.exists():
+        if dst.exists():
+            continue
+        if seconds <= 0:
             shutil.copyfile(corpus_dir / c["target_path"], dst)
+            continue
+        v = read_video(corpus_dir / c["target_path"], need_audio=True)
+        n = int(round(seconds * v.fps))
+        write_video(dst, v.frames[:n], int(round(v.fps)), v.audio[: int(seconds * v.sample_rate)], v.sample_rate)
     return out
 
 
-def static_frame(cases: list[dict], corpus_dir: Path, out: Path) -> Path:
+def static_frame(cases: list[dict], corpus_dir: Path, out: Path, seconds: float = 0.0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for c in cases:
         dst = out / f"{c['case_id']}.mp4"
         if dst.exists():
             continue
         ref = read_video(corpus_dir / c["ref_path"], max_frames=1)
-        tgt = read_video(corpus_dir / c["target_path"], need_audio=True, video=False)
-        n = max(1, int(round(len(tgt.audio) / tgt.sample_rate * 25)))
-        write_video(dst, np.repeat(ref.frames[:1], n, 0), 25, tgt.audio, tgt.sample_rate)
+        audio, sr = target_audio(c, corpus_dir, seconds)
+        n = max(1, int(round(len(audio) / sr * 25)))
+        write_video(dst, np.repeat(ref.frames[:1], n, 0), 25, audio, sr)
     return out
 
 
 def generated(cases: list[dict], corpus_dir: Path, out: Path, checkpoint: Path, seed: int, steps: int = 0,
-              device: str = "cpu", progress: bool = False) -> Path:
+              seconds: float = 0.0, device: str = "cpu", progress: bool = False) -> Path:
     """Generate every case with a saved AvatarVPipeline (reference clip + target audio); one load per checkpoint."""
     import torch
 
@@ -83,9 +96,9 @@ def generated(cases: list[dict], corpus_dir: Path, out: Path, checkpoint: Path, 
     n_ref = 1 + pipe.vae.config.temporal_downsample * (pipe.config.reference_latent_frames - 1)
     for c in todo:
         ref = read_video(corpus_dir / c["ref_path"], max_frames=max(n_ref, 1))
-        tgt = read_video(corpus_dir / c["target_path"], need_audio=True, video=False)
+        audio, sr = target_audio(c, corpus_dir, seconds)
         motion = reference_motion(ref.frames[:n_ref])
-        result = pipe(ref.frames, tgt.audio, tgt.sample_rate, reference_motion=motion,
-                      num_inference_steps=steps or None, generator=torch.Generator().manual_seed(seed), progress=progress)
-        write_video(out / f"{c['case_id']}.mp4", result.frames, pipe.config.fps, tgt.audio, tgt.sample_rate)
+        result = pipe(ref.frames, audio, sr, reference_motion=motion, num_inference_steps=steps or None,
+                      generator=torch.Generator().manual_seed(seed), progress=progress)
+        write_video(out / f"{c['case_id']}.mp4", result.frames, pipe.config.fps, audio, sr)
     return out
