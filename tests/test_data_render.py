@@ -36,13 +36,13 @@ def test_warp_follows_a_translation():
 
 
 def test_expression_controls(lm0):
-    gap = lambda lm: lm[66, 1] - lm[62, 1]  # noqa: E731
+    gap = lambda lm: lm[66, 1] - lm[62, 1]
     assert abs(gap(R.express(lm0, R.Pose()))) < 1e-6
     g1, g2 = gap(R.express(lm0, R.Pose(mouth_open=0.5))), gap(R.express(lm0, R.Pose(mouth_open=1.0)))
     assert 0 < g1 < g2 and abs(g2 - 2 * g1) < 1e-6  # opening is linear in mouth_open
-    width = lambda lm: lm[54, 0] - lm[48, 0]  # noqa: E731
+    width = lambda lm: lm[54, 0] - lm[48, 0]
     assert width(R.express(lm0, R.Pose(mouth_width=1.0))) > width(lm0) > width(R.express(lm0, R.Pose(mouth_width=0.0)))
-    eye = lambda lm: lm[41, 1] - lm[37, 1]  # noqa: E731
+    eye = lambda lm: lm[41, 1] - lm[37, 1]
     assert eye(R.express(lm0, R.Pose(blink=1.0))) < 0.1 * eye(lm0)
     assert R.express(lm0, R.Pose(brow=1.0))[17:27, 1].mean() < lm0[17:27, 1].mean() - 3
 

@@ -23,7 +23,7 @@ def test_phoneme_timings_are_ordered_and_match_the_audio():
     assert starts == sorted(starts) and all(p["end"] > p["start"] for p in s.phonemes)
     assert s.phonemes[-1]["end"] <= s.duration + 1e-6
     # vowels are voiced: audio inside vowel phonemes is louder than inside the pauses espeak marks with '_'
-    rms = lambda p: float(np.sqrt(np.mean(s.audio[int(p["start"] * 16000) : int(p["end"] * 16000)] ** 2)))  # noqa: E731
+    rms = lambda p: float(np.sqrt(np.mean(s.audio[int(p["start"] * 16000) : int(p["end"] * 16000)] ** 2)))
     vowels = [rms(p) for p in s.phonemes if viseme_of(p["ph"]) in ("AA", "EH", "IY", "UW", "OW", "AO")]
     assert vowels and min(vowels) > 0.01
 

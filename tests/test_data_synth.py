@@ -102,7 +102,7 @@ def test_lips_follow_the_audio(corpus):
 
 def _best_lag(mouth, energy, max_lag=10):
     mouth, energy = np.asarray(mouth), np.asarray(energy)
-    score = {k: np.corrcoef(mouth[: len(mouth) - k], energy[k:])[0, 1] for k in range(0, max_lag + 1)}
+    score = {k: np.corrcoef(mouth[: len(mouth) - k], energy[k:])[0, 1] for k in range(max_lag + 1)}
     return max(score, key=score.get)
 
 
@@ -138,7 +138,7 @@ def test_file_and_picture_faults(corpus):
     lr = _row(m, "low_res")
     assert probe(out / lr.path).width == lr.width == SIZE // 4
     blur = _row(m, "blur")
-    sharp = lambda r: cv2.Laplacian(cv2.cvtColor(read_video(out / r.path).frames[10], cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()  # noqa: E731
+    sharp = lambda r: cv2.Laplacian(cv2.cvtColor(read_video(out / r.path).frames[10], cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
     assert sharp(blur) < 0.2 * sharp(_clean(m, blur.identity, blur.scene))
 
 
@@ -155,7 +155,7 @@ def test_face_count_faults_seen_by_a_real_detector(corpus):
     from avatarv.faces import detect_faces
 
     out, m, _ = corpus
-    mid = lambda r: read_video(out / r.path).frames[r.n_frames // 2]  # noqa: E731
+    mid = lambda r: read_video(out / r.path).frames[r.n_frames // 2]
     nf = _row(m, "no_face")
     assert all(len(b) == 0 for b in nf.face_box) and len(detect_faces(mid(nf), "mediapipe")) == 0
     two = _row(m, "two_faces")
@@ -170,7 +170,7 @@ def test_wrong_identity_is_flagged_and_looks_like_the_impostor(corpus):
     r = _row(m, "wrong_identity")
     true = json.loads(r["flags"])["true_identity"]
     assert true != r.identity
-    mid = lambda row: read_video(out / row.path).frames[row.n_frames // 2].astype(np.float32)  # noqa: E731
+    mid = lambda row: read_video(out / row.path).frames[row.n_frames // 2].astype(np.float32)
 
     def face(row):
         x0, y0, x1, y1 = (int(round(v)) for v in row.face_box[row.n_frames // 2])
@@ -181,7 +181,7 @@ def test_wrong_identity_is_flagged_and_looks_like_the_impostor(corpus):
     w = face(r)
     # the face pixels resemble the impostor's own clips more than the labelled person's (same scene light differs,
     # so compare mean-normalised crops)
-    norm = lambda a: (a - a.mean()) / (a.std() + 1e-6)  # noqa: E731
+    norm = lambda a: (a - a.mean()) / (a.std() + 1e-6)
     d_true = np.abs(norm(w) - norm(face(_clean(m, true)))).mean()
     d_label = np.abs(norm(w) - norm(face(_clean(m, r.identity, r.scene)))).mean()
     assert d_true < d_label

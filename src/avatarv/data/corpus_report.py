@@ -107,7 +107,7 @@ def corpus_metrics(manifest, summary: dict, detect: dict) -> dict:
     corr = lip_audio_correlation(manifest)
     kinds = manifest[manifest.distractor != ""].distractor.value_counts().to_dict()
     return {
-        "clips": int(len(manifest)), "clean_clips": int(len(clean)), "distractor_clips": int(len(manifest) - len(clean)),
+        "clips": len(manifest), "clean_clips": len(clean), "distractor_clips": int(len(manifest) - len(clean)),
         "distractor_kinds": {k: int(v) for k, v in sorted(kinds.items())},
         "identities": int(manifest.identity.nunique()),
         "photo_identities": int(manifest[manifest.identity_source.str.startswith("photo:")].identity.nunique()),

@@ -8,6 +8,7 @@ one thing, so a curation filter that rejects it is measurably right (precision/r
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import cv2
 import numpy as np
@@ -136,10 +137,9 @@ _RENDERED = {"no_face": _no_face, "two_faces": _two_faces, "wrong_identity": _wr
 
 def truncate_file(path, keep_fraction: float) -> int:
     """Cut an encoded mp4 to a prefix of its bytes (a download that broke off); returns the bytes kept."""
-    data = open(path, "rb").read()
-    keep = max(64, int(len(data) * keep_fraction))
-    with open(path, "wb") as f:
-        f.write(data[:keep])
+    size = os.path.getsize(path)
+    keep = max(64, int(size * keep_fraction))
+    os.truncate(path, keep)
     return keep
 
 

@@ -121,7 +121,7 @@ def procedural_portrait(name: str, donors: tuple[Portrait, ...], rng: np.random.
     hair_mask = np.clip(alpha - face * 1.5, 0, 1)
     rgb = _recolour(rgb, hair_mask, HAIR[hair_name], 0.9, keep_l=0.2)
     recipe = {"donors": [a.name, b.name], "blend": round(w, 3), "skin": list(skin), "hair": hair_name, **edits}
-    if rng.uniform() < 0.3:  # glasses: thin frames around both eyes
+    if rng.uniform() < 0.2:  # glasses: thin frames around both eyes
         col = tuple(float(v) for v in rng.choice([[20, 20, 20], [90, 60, 30], [150, 150, 160]]))
         for s, e in ((36, 42), (42, 48)):
             c = shape[s:e].mean(0)

@@ -51,7 +51,7 @@ def _retime(frames: np.ndarray, fps_in: float, fps_out: int) -> np.ndarray:
 def _reframe(frames: np.ndarray, size: int) -> np.ndarray:
     import cv2
 
-    t, h, w, _ = frames.shape
+    h, w = frames.shape[1:3]
     if size:
         s = min(h, w)
         y0, x0 = (h - s) // 2, (w - s) // 2

@@ -43,7 +43,7 @@ def _sources() -> list[tuple[str, np.ndarray]]:
 
     out.append(("astronaut", skimage.data.astronaut()))
     try:
-        import matplotlib.cbook as cbook
+        from matplotlib import cbook
 
         p = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
         out.append(("grace_hopper", cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)))

@@ -131,11 +131,11 @@ def _synth_fresh(text: str, voice: str, pitch: int, speed: int) -> tuple[int, np
                 eng = _Engine()
                 raw, events = eng.synth(text, voice, pitch, speed)
                 payload = pickle.dumps(("ok", eng.sample_rate, raw, events))
-            except Exception as e:  # reported to the parent, which raises it
+            except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
                 payload = pickle.dumps(("error", str(e), None, None))
             with os.fdopen(w, "wb") as f:
                 f.write(payload)
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - a forked child must never return into the parent's code
             code = 1
         finally:
             os._exit(code)

@@ -30,7 +30,7 @@ def spec_from_args(args: argparse.Namespace):
 
     cfg = load_config(args.profile)
     c = cfg.corpus
-    pick = lambda v, d: d if v is None else v  # noqa: E731
+    pick = lambda v, d: d if v is None else v
     return CorpusSpec(
         identities=pick(args.identities, c.identities), scenes=pick(args.scenes, c.scenes),
         clips_per_scene=pick(args.clips_per_scene, c.clips_per_scene), seconds=pick(args.seconds, c.seconds),

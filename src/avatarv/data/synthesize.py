@@ -93,6 +93,11 @@ def _r(x, nd=3) -> list[float]:
     return [round(float(v), nd) for v in np.asarray(x).ravel()]
 
 
+def _clip_box(b: list[float], w: int, h: int) -> list[float]:
+    """Boxes are clipped to the frame like a detector's (landmarks keep their true, possibly outside, place)."""
+    return [min(max(b[0], 0), w), min(max(b[1], 0), h), min(max(b[2], 0), w), min(max(b[3], 0), h)]
+
+
 def _run_job(job: ClipJob) -> dict:
     from .speech import frame_energy
 
@@ -123,7 +128,7 @@ def _run_job(job: ClipJob) -> dict:
         "phonemes": json.dumps(clip.phonemes, separators=(",", ":")), "fps": spec.fps, "width": int(w), "height": int(h),
         "n_frames": n, "duration": round(n / spec.fps, 4),
         "sample_rate": spec.sample_rate if clip.audio is not None else 0,
-        "face_box": [_r(b, 2) if len(b) else [] for b in clip.boxes],
+        "face_box": [_r(_clip_box(b, w, h), 2) if len(b) else [] for b in clip.boxes],
         "landmarks": [_r(lm, 2) if lm is not None else [] for lm in clip.landmarks],
         "head_pose": [_r([p.yaw, p.pitch, p.roll]) for p in clip.poses],
         "head_shift": [_r([p.dx * w / 128.0, p.dy * h / 128.0]) for p in clip.poses],
