@@ -164,6 +164,8 @@ class StageTrainConfig:
     bridge_prob: float = 0.0  # chance a batch keeps one clean leading latent frame (learns continuation)
     timestep_shift: float = 1.0  # flow-time shift towards noise (larger frames want > 1)
     eval_pairs: int = 16  # held-out cross-scene pairs generated for the stage's proof / grid
+    variants: list[str] = field(default_factory=list)  # sft ablations to train (empty = all: full, flow_only, no_<term>)
+    workers: int = 1  # sft ablations trained in parallel processes (1 thread each)
 
 
 @dataclass(kw_only=True)
