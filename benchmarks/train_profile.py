@@ -87,6 +87,7 @@ def main() -> int:
     ap.add_argument("--out", default="/tmp/train_profile")
     ap.add_argument("--profile", default="small")
     ap.add_argument("--device", default="cuda", help="cpu: a smoke run of the script itself (no MFU)")
+    ap.add_argument("--no-muon", action="store_true", help="AdamW for every parameter (Muon's cost, by difference)")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +140,7 @@ def main() -> int:
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     res = train_loop(model, loss_fn, data, st, out / "run", seed=cfg.seed, total_steps=a.steps, resume=False,
-                     accelerator=accel, progress=False, on_step=on_step)
+                     accelerator=accel, progress=False, on_step=on_step, use_muon=not a.no_muon)
     total = time.perf_counter() - t0
     dts = [b - a_ for a_, b in zip(times[:-1], times[1:])][5:-1]  # drop warm-up and the final checkpoint step
     step_s = statistics.median(dts)
@@ -148,7 +149,7 @@ def main() -> int:
     peak_meas = measured_matmul_peak(dev) if cuda else float("nan")
     tokens = a.batch * T * ((HW // cfg.dit.patch[-1]) ** 2 + 1)
     result = {
-        "device": name, "profile": a.profile, "params_m": n_params / 1e6, "batch": a.batch,
+        "device": name, "profile": a.profile, "params_m": n_params / 1e6, "batch": a.batch, "muon": not a.no_muon,
         "latent_shape": [C, T, HW, HW], "generation_tokens_per_step": tokens, "reference_tokens_per_step": tokens,
         "steps": a.steps, "step_s_median": step_s, "steps_per_s": 1 / step_s,
         "samples_per_s": a.batch / step_s, "tflop_per_step": flops_step / 1e12,
@@ -158,8 +159,9 @@ def main() -> int:
         "loss_first10": sum(h["loss"] for h in res.state.history[:10]) / 10,
         "loss_last10": sum(h["loss"] for h in res.state.history[-10:]) / 10,
     }
-    (out / "perf.json").write_text(json.dumps(result, indent=2))
-    (out / "history.json").write_text(json.dumps(res.state.history))
+    tag = f"b{a.batch}{'_adamw' if a.no_muon else ''}"
+    (out / f"perf_{tag}.json").write_text(json.dumps(result, indent=2))
+    (out / f"history_{tag}.json").write_text(json.dumps(res.state.history))
     import shutil
 
     shutil.rmtree(out / "run", ignore_errors=True)  # checkpoints are large; only numbers travel back
