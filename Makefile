@@ -51,5 +51,5 @@ ui: install
 	.venv/bin/jupyter lab --no-browser --ip 127.0.0.1 --port 8888; kill %1
 
 lock:  # re-resolve the pinned set after editing requirements.in (keeps environment.yml in step)
-	$(PIP) install -r requirements.in && $(PIP) freeze --exclude-editable | grep -v -E "^(avatarv|pip)==" > $(LOCK)
+	$(PIP) install -r requirements.in && $(PIP) freeze --all --exclude-editable | grep -v -E "^(avatarv|pip)==" > $(LOCK)
 	$(PY) tools/write_environment_yml.py
