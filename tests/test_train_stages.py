@@ -87,3 +87,10 @@ def test_curriculum_end_to_end(corpus, tmp_path):
     assert frames["full"].shape == frames["ground_truth"].shape
     lo = lora.run(cfg, paths, identity="id002", steps=3, progress=False)
     assert lo.metrics["trainable_params"] > 0 and (lo.final_dir / "adapter_model.pt").exists()
+
+
+def test_cli_lora_needs_an_identity(capsys):
+    from avatarv.cli import main
+
+    assert main(["train", "--stage", "lora"]) == 2
+    assert "--identity" in capsys.readouterr().err

@@ -133,6 +133,10 @@ def train_loop(
     rank, world = accel.process_index, accel.num_processes
 
     torch.manual_seed(seed)  # anything initialised lazily below is reproducible too
+    from accelerate.utils import DistributedType
+
+    if accel.distributed_type == DistributedType.FSDP:  # sharded params are not whole matrices: AdamW for all
+        use_muon = False
     opts = build_optimizers(model, lr=cfg.lr, muon_lr=cfg.muon_lr, use_muon=use_muon)
     if extra_params:
         opts.append(torch.optim.AdamW(extra_params, lr=cfg.lr, weight_decay=0.0))
