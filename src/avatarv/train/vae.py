@@ -260,7 +260,7 @@ def main(args) -> int:
     from ..paths import CORPUS, RUNS
 
     cfg = load_config(args.profile)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2 if cfg.profile == "tiny" else 64)))
+    torch.set_num_threads(1 if cfg.profile == "tiny" else torch.get_num_threads())  # see 02_vae notebook
     summary = train_vae(cfg, getattr(args, "corpus", None) or CORPUS, getattr(args, "out", None) or RUNS / "vae",
                         resume=not getattr(args, "no_resume", False))
     print(json.dumps(summary, indent=2))
