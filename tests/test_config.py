@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import yaml
@@ -93,9 +94,13 @@ def test_flat_dict_round_trips_values():
 
 
 def test_only_config_reads_yaml():
-    """Nothing outside config.py parses params.yaml (one typed loader)."""
+    """Nothing outside config.py parses params.yaml (one typed loader); other YAML (accelerate configs) is fine."""
     from pathlib import Path
 
     src = Path(PARAMS).parent / "src" / "avatarv"
-    offenders = [p.name for p in src.rglob("*.py") if p.name != "config.py" and "yaml.safe_load" in p.read_text()]
+    offenders = [
+        p.name
+        for p in src.rglob("*.py")
+        if p.name != "config.py" and "safe_load" in (text := p.read_text()) and re.search(r"\bPARAMS\b|'params\.yaml'|\"params\.yaml\"", text)
+    ]
     assert offenders == []
