@@ -116,7 +116,11 @@ def require(path: Path, what: str) -> Path:
 
 
 def paths_from_args(args) -> StagePaths:
-    """StagePaths from the `avatarv train` options (--corpus, --curated, --runs)."""
+    """StagePaths from the `avatarv train` options (--corpus, --curated, --runs). On the tiny (CPU) profile the CLI
+    trains with one torch thread: two OpenMP threads stall on a busy 2-core machine (02_vae measured 9 s vs 0.8 s
+    per step)."""
+    if getattr(args, "profile", None) in (None, "tiny") and not torch.cuda.is_available():
+        torch.set_num_threads(1)
     runs = Path(getattr(args, "runs", None) or RUNS)
     paths = StagePaths(runs=runs, vae=runs / "vae")
     if getattr(args, "corpus", None):
