@@ -52,23 +52,36 @@ def stable_seed(*parts) -> int:
 
 # --------------------------------------------------------------------------------------------- procedural faces
 def _reshape(lm: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """Random but plausible geometry edits of a neutral 68-point shape (canonical frame, eyes fixed)."""
+    """Random but plausible geometry edits of a neutral 68-point shape (canonical frame).
+
+    Face recognisers weigh the configuration of eyes, nose and mouth most, so those move the most: eye spacing,
+    eye size, nose length and width, mouth height and width, plus the outline (face width, jaw length, chin).
+    """
     lm = lm.astype(np.float64).copy()
     e = {
-        "face_width": rng.uniform(0.9, 1.12), "jaw_length": rng.uniform(0.92, 1.1), "eye_size": rng.uniform(0.88, 1.18),
-        "nose_length": rng.uniform(-0.05, 0.05), "mouth_width": rng.uniform(0.86, 1.14), "brow_height": rng.uniform(-0.03, 0.03),
+        "face_width": rng.uniform(0.88, 1.14), "jaw_length": rng.uniform(0.9, 1.12), "chin_width": rng.uniform(0.85, 1.18),
+        "eye_spacing": rng.uniform(-0.03, 0.03), "eye_size": rng.uniform(0.85, 1.2), "nose_length": rng.uniform(-0.04, 0.05),
+        "nose_width": rng.uniform(0.85, 1.25), "mouth_width": rng.uniform(0.85, 1.18), "mouth_height": rng.uniform(-0.025, 0.03),
+        "brow_height": rng.uniform(-0.03, 0.03),
     }
     cx = lm[27:36, 0].mean()
     eye_y = lm[36:48, 1].mean()
     lm[0:17, 0] = cx + (lm[0:17, 0] - cx) * e["face_width"]
     lm[2:15, 1] = eye_y + (lm[2:15, 1] - eye_y) * e["jaw_length"]
     lm[48:68, 1] = eye_y + (lm[48:68, 1] - eye_y) * (1 + (e["jaw_length"] - 1) * 0.6)
-    for a, b in ((36, 42), (42, 48)):
+    lm[5:12, 0] = cx + (lm[5:12, 0] - cx) * e["chin_width"]
+    for a, b, sign in ((36, 42, -1), (42, 48, 1)):
         c = lm[a:b].mean(0)
         lm[a:b] = c + (lm[a:b] - c) * e["eye_size"]
+        lm[a:b, 0] += sign * e["eye_spacing"] * TEX
+        brow = slice(17, 22) if sign < 0 else slice(22, 27)
+        lm[brow, 0] += sign * e["eye_spacing"] * TEX * 0.8
     lm[30:36, 1] += e["nose_length"] * TEX
+    nc = lm[31:36, 0].mean()
+    lm[31:36, 0] = nc + (lm[31:36, 0] - nc) * e["nose_width"]
     mc = lm[48:68].mean(0)
     lm[48:68, 0] = mc[0] + (lm[48:68, 0] - mc[0]) * e["mouth_width"]
+    lm[48:68, 1] += e["mouth_height"] * TEX
     lm[17:27, 1] += e["brow_height"] * TEX
     return lm.astype(np.float32), {k: round(float(v), 4) for k, v in e.items()}
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import AvatarVError
 from ..media import write_video
 from .distractors import KINDS, make_distractor, truncate_file
 from .identities import Identity, build_identities, recipe_json, stable_seed
@@ -59,9 +60,9 @@ class ClipJob:
 def plan(spec: CorpusSpec) -> list[ClipJob]:
     """Clean clips for every (identity, scene, k), plus ~distractor_fraction extra clips cycling through all kinds."""
     if spec.identities < 2 or spec.scenes < 1 or spec.clips_per_scene < 1:
-        raise ValueError(f"corpus needs >= 2 identities, >= 1 scene and clip; got {spec.identities}/{spec.scenes}/{spec.clips_per_scene}")
+        raise AvatarVError(f"corpus needs >= 2 identities, >= 1 scene and clip; got {spec.identities}/{spec.scenes}/{spec.clips_per_scene}")
     if spec.size % 2 or spec.size < 32:
-        raise ValueError(f"corpus size must be an even number of pixels >= 32, got {spec.size}")
+        raise AvatarVError(f"corpus size must be an even number of pixels >= 32, got {spec.size}")
     jobs = [ClipJob(f"id{i:03d}_s{s}_c{k}", i, s, "", -1)
             for i in range(spec.identities) for s in range(spec.scenes) for k in range(spec.clips_per_scene)]
     n_d = int(round(spec.distractor_fraction * len(jobs)))
