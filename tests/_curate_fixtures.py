@@ -117,11 +117,10 @@ def make_clip(path: Path, kind: str = "", seconds: float = 2.0, who: str = "astr
         guest = cv2.resize(portrait("grace_hopper" if who == "astronaut" else "astronaut"), (SIZE // 2, SIZE // 2))
         frames = frames.copy()
         frames[:, SIZE // 2 :, SIZE // 2 :] = guest
-    elif kind == "low_res":  # 4x down then up: the frame size is unchanged, the detail is gone
+    elif kind == "low_res":  # as the corpus makes it: the whole clip at a quarter of the size
         import cv2
 
-        frames = np.stack([cv2.resize(cv2.resize(f, (SIZE // 4, SIZE // 4), interpolation=cv2.INTER_AREA), (SIZE, SIZE),
-                                      interpolation=cv2.INTER_LINEAR) for f in frames])
+        frames = np.stack([cv2.resize(f, (SIZE // 4, SIZE // 4), interpolation=cv2.INTER_AREA) for f in frames])
     elif kind == "no_face":
         frames = np.stack([np.full_like(frames[0], 90 + (t % 3)) for t in range(n)])
     write_video(path, frames, FPS, None if kind == "no_audio" else audio, SR)

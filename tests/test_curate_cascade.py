@@ -21,7 +21,7 @@ from avatarv.curate.sync_offset import estimate_offset  # noqa: E402
 
 KINDS = {  # fixture kind -> the stage that must reject it
     "": None, "av_offset": "sync", "silence": "speech", "noise_audio": "speech", "scene_cut": "scene_cut",
-    "no_face": "face_count", "two_faces": "face_count", "low_res": "quality", "no_audio": "container",
+    "no_face": "face_count", "two_faces": "face_count", "low_res": "container", "no_audio": "container",
     "truncated": "container",
 }
 
@@ -58,7 +58,7 @@ def test_measured_values_explain_the_decision(rows):
     assert rows["two_faces"]["max_faces_seen"] == 2
     assert rows["silence"]["speech_frac"] == 0.0
     assert rows["noise_audio"]["spectral_flatness"] > 0.8 > rows[""]["spectral_flatness"]
-    assert rows["low_res"]["detail_ratio"] < rows[""]["detail_ratio"] / 2
+    assert rows["low_res"]["width"] == 32 and "frame size 32x32" in rows["low_res"]["reason"]
     assert np.isnan(rows["truncated"]["duration_s"])
 
 
@@ -99,3 +99,21 @@ def test_probe_batch_survives_a_crashing_decoder(tmp_path, monkeypatch):
     assert [r["ok"] for r in res] == [True, False, True]
     assert "decoder crashed" in res[1]["error"]
     assert res[0]["decoded_frames"] == res[2]["decoded_frames"] == 25
+
+
+def test_sync_uses_a_supplied_sync_expert(tmp_path):
+    """With sync_expert_dir pointing at a saved avatarv.eval.sync_expert model the expert backend runs (random
+    weights here: this checks the plumbing, not the judgement); without one the landmark backend runs."""
+    import dataclasses
+
+    torch = pytest.importorskip("torch")
+    se = pytest.importorskip("avatarv.eval.sync_expert")
+    torch.manual_seed(0)
+    se.SyncExpert().save_pretrained(tmp_path / "expert")
+    clip = make_clip(tmp_path / "c.mp4", "", seconds=1.2)
+    probe = probe_batch([str(clip)])[0]
+    base = load_config("tiny").curate
+    with_expert = curate_clip("c", clip, probe, dataclasses.replace(base, sync_expert_dir=str(tmp_path / "expert")))
+    without = curate_clip("c", clip, probe, dataclasses.replace(base, sync_expert_dir=str(tmp_path / "missing")))
+    assert with_expert["sync_backend"] == "expert" and without["sync_backend"] == "landmarks"
+    assert abs(with_expert["av_offset_pred"]) <= base.sync_search_frames and np.isfinite(with_expert["sync_confidence"])

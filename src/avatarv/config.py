@@ -69,7 +69,8 @@ class CurateConfig:
     min_face_px: float = 24.0  # face box side (sqrt area)
     max_abs_yaw: float = 0.7  # |nose offset| / half face width (0 frontal, 1 profile)
     # audio-visual sync: landmark mouth opening vs audio envelope (or the eval sync expert when present)
-    sync_backend: str = "auto"  # auto | landmarks | expert
+    sync_backend: str = "auto"  # auto (expert when sync_expert_dir holds one) | landmarks | expert
+    sync_expert_dir: str = ""  # a trained avatarv.eval.sync_expert model folder (relative to the project root)
     max_av_offset_frames: int = 1
     sync_search_frames: int = 8
     min_sync_confidence: float = 0.0
@@ -91,6 +92,8 @@ class CurateConfig:
     knn_k: int = 10  # edges must be mutual k-nearest neighbours
     min_triangle_support: int = 1
     community_min_similarity: float = 0.5  # diameter check: every pair inside a community at least this similar
+    voice_backend: str = "resemblyzer"  # resemblyzer | none: a voice match is also required for an identity edge
+    voice_threshold: float = 0.75  # cosine similarity of resemblyzer speaker embeddings
     identity_consistency_threshold: float = 0.5  # share of a claimed identity's clips a clip's community must hold
     # pairs (reference clip -> target clip, same identity, other scene)
     min_pair_seconds: float = 1.0

@@ -22,7 +22,7 @@ from . import (
 )
 from .checks import SCORE_COLUMNS, Check, fail
 from .clip import ClipContext
-from .clip_features import background_histogram, face_embedding
+from .clip_features import background_histogram, face_embedding, voice_embedding
 
 # Cascade order: cheapest and most fundamental first; the first failure names the clip's reason.
 FILTERS = (filter_container, filter_scene_cut, filter_speech, filter_face_count, filter_face_size, filter_head_pose,
@@ -47,7 +47,8 @@ def crash_row(clip_id: str, path: str, problem: str) -> dict:
     return {"clip_id": clip_id, "kept": False, "stage": "container", "reason": f"unreadable: {problem}",
             "all_reasons": json.dumps([f"container: unreadable: {problem}"]), "passed_stages": "[]",
             **{k: math.nan for k in SCORE_COLUMNS}, "segments": "[]", "sync_backend": "", "face_embedding": [],
-            "embedding_spread": math.nan, "background_hist": [], "mouth_series": [], "path": path}
+            "embedding_spread": math.nan, "background_hist": [], "mouth_series": [], "voice_embedding": [],
+            "path": path}
 
 
 def _still_measurable(failed: Check, ctx: ClipContext) -> bool:
@@ -73,13 +74,15 @@ def curate_clip(clip_id: str, path: str | Path, probe: dict, cfg: CurateConfig) 
            "reason": failed[0].reason if failed else "", "all_reasons": json.dumps([f"{c.name}: {c.reason}" for c in failed]),
            "passed_stages": json.dumps([c.name for c in checks.values() if c.passed]), **scores,
            "segments": json.dumps(ctx.cache.get("segments", [])), "sync_backend": ctx.cache.get("sync_backend", ""),
-           "face_embedding": [], "embedding_spread": math.nan, "background_hist": [], "mouth_series": []}
+           "face_embedding": [], "embedding_spread": math.nan, "background_hist": [], "mouth_series": [], "voice_embedding": []}
     if "face_count" in checks and ctx.faces.main is not None:
         row["mouth_series"] = [round(float(x), 5) for x in ctx.faces.mouth]  # for plots and sync studies
         try:
             emb, spread = face_embedding(ctx)
             row.update(face_embedding=[float(x) for x in emb], embedding_spread=spread,
                        background_hist=[float(x) for x in background_histogram(ctx)])
+            if cfg.voice_backend == "resemblyzer" and checks.get("speech") is not None and checks["speech"].passed:
+                row["voice_embedding"] = [float(x) for x in voice_embedding(ctx.audio16k)]
         except Exception as e:  # features are best effort; the clip simply stays out of the graph
             row["all_reasons"] = json.dumps(json.loads(row["all_reasons"]) + [f"features: {type(e).__name__}: {e}"])
     return row

@@ -2,7 +2,8 @@
 scenes"): clips are nodes, face-similar clips are joined by edges, and graph communities are identities.
 
 Chaining is the classic failure of similarity graphs: A~B and B~C pulls A and C (two people) into one
-component. Three safeguards stop it:
+component. Four safeguards stop it:
+0. a voice check: clips whose speaker embeddings differ are never linked, however alike the faces;
 1. mutual k-nearest neighbours: an edge needs each clip among the other's `knn_k` most similar clips;
 2. triangle support: an edge below `strong_edge_threshold` needs `min_triangle_support` common neighbours, so a
    single stray bridge between two dense groups is cut;
@@ -26,8 +27,12 @@ def similarity_matrix(emb: np.ndarray) -> np.ndarray:
     return e @ e.T
 
 
-def build_graph(ids: list[str], emb: np.ndarray, cfg: CurateConfig) -> nx.Graph:
-    """Nodes = clip ids; edges (similarity attribute) that pass the threshold, mutual-kNN and triangle checks."""
+def build_graph(ids: list[str], emb: np.ndarray, cfg: CurateConfig, voice: list[np.ndarray] | None = None) -> nx.Graph:
+    """Nodes = clip ids; edges (similarity attribute) that pass the threshold, mutual-kNN and triangle checks.
+
+    With `voice` (one speaker embedding per clip, empty where unknown), two clips whose voices are both known
+    must also sound alike (cosine >= voice_threshold) to be linked.
+    """
     n = len(ids)
     g = nx.Graph()
     g.add_nodes_from(ids)
@@ -35,6 +40,13 @@ def build_graph(ids: list[str], emb: np.ndarray, cfg: CurateConfig) -> nx.Graph:
         return g
     s = similarity_matrix(emb)
     np.fill_diagonal(s, -np.inf)
+    if voice is not None:
+        known = np.array([len(v) > 0 for v in voice])
+        if known.sum() >= 2:
+            dim = max(len(v) for v in voice)
+            vm = np.stack([np.asarray(v, np.float32) if len(v) else np.zeros(dim, np.float32) for v in voice])
+            mismatch = np.outer(known, known) & (similarity_matrix(vm) < cfg.voice_threshold)
+            s = np.where(mismatch, -np.inf, s)  # a different voice rules the pair out entirely (kNN included)
     k = min(cfg.knn_k, n - 1)
     knn = [set(np.argsort(-s[i], kind="stable")[:k].tolist()) for i in range(n)]
     cand = {(i, j) for i in range(n) for j in knn[i] if i < j and i in knn[j] and s[i, j] >= cfg.identity_threshold}

@@ -40,7 +40,8 @@ def link_identities(clips: pd.DataFrame, cfg: CurateConfig, seed: int):
     members = clips[clips["kept"] & clips["face_embedding"].map(len).gt(0)]
     ids = list(members["clip_id"])
     emb = np.array(list(members["face_embedding"]), np.float32) if ids else np.zeros((0, 128), np.float32)
-    g = build_graph(ids, emb, cfg)
+    voice = list(members["voice_embedding"]) if "voice_embedding" in members else None
+    g = build_graph(ids, emb, cfg, voice)
     labels = label_communities(find_communities(g, ids, emb, cfg, seed))
     clips["identity_pred"] = clips["clip_id"].map(labels).fillna("")
     return g
@@ -80,9 +81,21 @@ def curate_corpus(in_dir: str | Path, out_dir: str | Path | None, cfg: CurateCon
             manifest = manifest[manifest["clip_id"].isin({j["clip_id"] for j in jobs})]
     t0 = time.perf_counter()
     rows = run_engine(engine, jobs, cfg, workers)
-    seconds = time.perf_counter() - t0
-    clips = pd.DataFrame(rows)
-    clips.insert(2, "corpus_dir", str(Path(in_dir).resolve()))
+    result = assemble(pd.DataFrame(rows), manifest, cfg, seed=seed, corpus_dir=in_dir, engine=engine,
+                      seconds=time.perf_counter() - t0)
+    if out_dir is not None:
+        write_outputs(out_dir, result.clips, result.identity_graph, result.pairs, result.report)
+    return result
+
+
+def assemble(clips: pd.DataFrame, manifest: pd.DataFrame | None, cfg: CurateConfig, *, seed: int, corpus_dir,
+             engine: str, seconds: float) -> CurateResult:
+    """The cross-clip steps on the per-clip rows: identity graph, identity consistency, pairs, report, scores.
+
+    Separate from the engines so thresholds of these steps can be re-tuned on stored rows without re-decoding.
+    """
+    clips = clips.drop(columns=[c for c in ("corpus_dir", "identity_pred", "scene_pred") if c in clips]).copy()
+    clips.insert(2, "corpus_dir", str(Path(corpus_dir).resolve()))
     g = link_identities(clips, cfg, seed)
     apply_identity_consistency(clips, manifest, cfg)
     pairs, scene_of = make_pairs(clips, cfg)
@@ -94,12 +107,9 @@ def curate_corpus(in_dir: str | Path, out_dir: str | Path | None, cfg: CurateCon
         "clips_per_min": round(len(clips) / seconds * 60, 2) if seconds > 0 else math.nan,
         "funnel": funnel(clips), "rejections_by_stage": clips.loc[~clips["kept"], "stage"].value_counts().to_dict(),
         "sync_backend": sorted(set(clips["sync_backend"]) - {""}),
-        "embedding_backend": cfg.embedding_backend, "config": asdict(cfg),
+        "embedding_backend": cfg.embedding_backend, "voice_backend": cfg.voice_backend, "config": asdict(cfg),
         "has_ground_truth": has_ground_truth(manifest),
     }
     if report["has_ground_truth"]:
         report["scores"] = score(clips, manifest, pairs)
-    result = CurateResult(clips, edge_table(g), pairs, report)
-    if out_dir is not None:
-        write_outputs(out_dir, clips, result.identity_graph, pairs, report)
-    return result
+    return CurateResult(clips, edge_table(g), pairs, report)
