@@ -45,13 +45,22 @@ class FrameConv(nn.Module):
 
 
 class FrameNorm(nn.Module):
-    """GroupNorm over (C, H, W) of each frame: never mixes time, keeping the model causal."""
+    """Per-frame normalisation (never mixes time, keeping the model causal): GroupNorm over (C, H, W) of each
+    frame, or "rms": Wan-style RMS norm over the channels of each pixel, which keeps each frame's colour level."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, kind: str = "group"):
         super().__init__()
-        self.norm = nn.GroupNorm(min(8, channels), channels, eps=1e-6)
+        self.kind = kind
+        if kind == "group":
+            self.norm = nn.GroupNorm(min(8, channels), channels, eps=1e-6)
+        elif kind == "rms":
+            self.weight = nn.Parameter(torch.ones(channels, 1, 1))
+        else:
+            raise ValueError(f"AvatarVideoVAE: unknown norm {kind!r} (group | rms)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "rms":
+            return x * torch.rsqrt(x.pow(2).mean(dim=2, keepdim=True) + 1e-6) * self.weight
         return self.norm(_flat(x)).reshape(x.shape)
 
 
@@ -74,11 +83,11 @@ class CausalTimeConv(nn.Module):
 class ResBlock(nn.Module):
     """norm -> SiLU -> per-frame 3x3 -> (+ causal temporal conv) -> norm -> SiLU -> per-frame 3x3, plus skip."""
 
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, norm: str = "group"):
         super().__init__()
-        self.norm1, self.conv1 = FrameNorm(cin), FrameConv(cin, cout)
+        self.norm1, self.conv1 = FrameNorm(cin, norm), FrameConv(cin, cout)
         self.time = CausalTimeConv(cout)
-        self.norm2, self.conv2 = FrameNorm(cout), FrameConv(cout, cout)
+        self.norm2, self.conv2 = FrameNorm(cout, norm), FrameConv(cout, cout)
         self.skip = FrameConv(cin, cout, kernel=1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -150,6 +159,7 @@ class AvatarVideoVAE(ModelMixin, ConfigMixin):
         temporal_downsample: int = 4,
         patch_size: int = 2,
         channel_mults: tuple[int, ...] | list[int] | None = None,
+        norm: str = "group",
         scaling_factor: float = 1.0,
     ):
         super().__init__()
@@ -163,23 +173,23 @@ class AvatarVideoVAE(ModelMixin, ConfigMixin):
         self.enc_in = FrameConv(cin, chans[0])
         self.enc_blocks = nn.ModuleList()
         for i, (space, time) in enumerate(plan):
-            stage = nn.ModuleList([ResBlock(chans[i], chans[i])])
+            stage = nn.ModuleList([ResBlock(chans[i], chans[i], norm)])
             stage.append(FrameConv(chans[i], chans[i + 1], kernel=3 if space else 1, stride=2 if space else 1))
             stage.append(TimeDown(chans[i + 1]) if time else nn.Identity())
             self.enc_blocks.append(stage)
-        self.enc_mid = ResBlock(chans[-1], chans[-1])
-        self.enc_norm = FrameNorm(chans[-1])
+        self.enc_mid = ResBlock(chans[-1], chans[-1], norm)
+        self.enc_norm = FrameNorm(chans[-1], norm)
         self.enc_out = FrameConv(chans[-1], 2 * latent_channels, kernel=1)
 
         self.dec_in = FrameConv(latent_channels, chans[-1])
-        self.dec_mid = ResBlock(chans[-1], chans[-1])
+        self.dec_mid = ResBlock(chans[-1], chans[-1], norm)
         self.dec_blocks = nn.ModuleList()
         for i, (space, time) in reversed(list(enumerate(plan))):
             stage = nn.ModuleList([TimeUp(chans[i + 1]) if time else nn.Identity()])
             stage.append(SpaceUp(chans[i + 1], chans[i]) if space else FrameConv(chans[i + 1], chans[i], kernel=1))
-            stage.append(ResBlock(chans[i], chans[i]))
+            stage.append(ResBlock(chans[i], chans[i], norm))
             self.dec_blocks.append(stage)
-        self.dec_norm = FrameNorm(chans[0])
+        self.dec_norm = FrameNorm(chans[0], norm)
         self.dec_out = FrameConv(chans[0], cin)
 
     # ------------------------------------------------------------------ shapes
