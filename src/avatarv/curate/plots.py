@@ -90,8 +90,16 @@ def identity_graph_picture(clips: pd.DataFrame, edges: pd.DataFrame, truth: dict
     g = nx.Graph()
     g.add_nodes_from(members["clip_id"])
     g.add_weighted_edges_from(edges[["src", "dst", "similarity"]].itertuples(index=False, name=None))
-    pos = nx.spring_layout(g, seed=seed, k=0.6 / np.sqrt(max(len(g), 1)))
     labels = sorted(members["identity_pred"].unique())
+    # one small circle per community on a grid: readable edges inside, communities never overlap
+    side = int(np.ceil(np.sqrt(max(len(labels), 1))))
+    pos = {}
+    for k, lab in enumerate(labels):
+        ids = sorted(members.loc[members["identity_pred"] == lab, "clip_id"])
+        cx, cy = k % side, -(k // side)
+        for j, c in enumerate(ids):
+            a = 2 * np.pi * j / len(ids)
+            pos[c] = (cx + (0.33 * np.cos(a) if len(ids) > 1 else 0), cy + (0.33 * np.sin(a) if len(ids) > 1 else 0))
     cmap = plt.get_cmap("tab20")
     pred = dict(zip(members["clip_id"], members["identity_pred"]))
     colours = [cmap(labels.index(pred[n]) % 20) for n in g.nodes]
@@ -121,7 +129,7 @@ def rejected_examples(clips: pd.DataFrame, corpus_dir: str | Path, per_stage: in
     picks = rej.groupby("stage", sort=False).head(per_stage).head(max_panels)
     n = max(len(picks), 1)
     cols = min(4, n)
-    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(3.6 * cols, 3.9 * ((n + cols - 1) // cols)))
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(3.6 * cols, 4.6 * ((n + cols - 1) // cols)))
     axes = np.atleast_1d(axes).ravel()
     for ax, (_, r) in zip(axes, picks.iterrows()):
         try:
