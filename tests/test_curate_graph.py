@@ -131,3 +131,12 @@ def test_scoring_known_answers():
     assert s["identity"]["pairwise_precision"] == 1.0 and s["identity"]["pairwise_recall"] == 1.0
     assert s["identity"]["purity"] == 1.0
     assert s["pair_precision"] == pytest.approx(2 / 3)
+
+
+def test_ingested_footage_has_no_ground_truth():
+    from avatarv.curate.scoring import has_ground_truth
+
+    real = pd.DataFrame({"clip_id": ["r0"], "distractor": [""], "identity": [""], "scene_key": [""],
+                         "has_ground_truth": [False]})
+    assert not has_ground_truth(real) and not has_ground_truth(None)
+    assert has_ground_truth(real.assign(has_ground_truth=True)) and has_ground_truth(real.drop(columns="has_ground_truth"))

@@ -27,7 +27,11 @@ _IMPOSTOR_KEYS = ("impostor", "impostor_identity", "shown_identity", "face_ident
 
 
 def has_ground_truth(manifest: pd.DataFrame | None) -> bool:
-    return manifest is not None and {"distractor", "identity", "scene_key"} <= set(manifest.columns)
+    """True for a synthetic corpus; False without a manifest or when every row is real footage
+    (`has_ground_truth` False, as `avatarv ingest` writes)."""
+    if manifest is None or not {"distractor", "identity", "scene_key"} <= set(manifest.columns):
+        return False
+    return bool(manifest["has_ground_truth"].any()) if "has_ground_truth" in manifest else True
 
 
 def true_face_identity(row) -> str:
@@ -57,6 +61,9 @@ def _pairwise(pred: list[str], true: list[str]) -> tuple[float, float]:
 
 
 def score(clips: pd.DataFrame, manifest: pd.DataFrame, pairs: pd.DataFrame) -> dict:
+    if "has_ground_truth" in manifest:  # a mixed corpus: score only the clips that carry ground truth
+        manifest = manifest[manifest["has_ground_truth"].astype(bool)]
+        clips = clips[clips["clip_id"].isin(set(manifest["clip_id"]))]
     m = manifest.set_index("clip_id")
     df = clips.join(m[["distractor", "identity", "scene_key", "av_offset_frames", "flags"]
                       if "flags" in m else ["distractor", "identity", "scene_key", "av_offset_frames"]], on="clip_id")
