@@ -36,7 +36,8 @@ class AudioEncoder(ModelMixin, ConfigMixin):
 
     @register_to_config
     def __init__(self, n_mels: int = 80, audio_dim: int = 128, layers: int = 2, heads: int = 4,
-                 mel_frames_per_video_frame: int = 4, dropout: float = 0.0):
+                 mel_frames_per_video_frame: int = 4, dropout: float = 0.0, mel_mean: float = 0.0,
+                 mel_std: float = 1.0):
         super().__init__()
         self.front = nn.Sequential(
             nn.Conv1d(n_mels, audio_dim, 3, padding=1), nn.GELU(),
@@ -52,6 +53,9 @@ class AudioEncoder(ModelMixin, ConfigMixin):
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         if mel.ndim != 3 or mel.shape[1] != self.config.n_mels:
             raise ValueError(f"AudioEncoder: expected mel (B, {self.config.n_mels}, N), got {tuple(mel.shape)}")
+        # fixed input standardisation (natural-log mel power sits near -8 ± 3.7 on speech): raw values made the
+        # trained encoder's output nearly the same for every clip (audio ignored; Training engineer, issue 7)
+        mel = (mel - self.config.mel_mean) / self.config.mel_std
         k = self.config.mel_frames_per_video_frame
         f = mel.shape[-1] // k
         h = self.patch(self.front(mel[..., : f * k])).transpose(1, 2)  # (B, F, D)
