@@ -102,6 +102,23 @@ def test_missing_corpus_is_a_one_line_error(tmp_path, capsys):
     assert "corpus folder not found" in capsys.readouterr().err
 
 
+def test_split_scene_cuts_curates_each_shot(tmp_path):
+    import dataclasses
+
+    from avatarv.curate import curate_corpus
+
+    corpus = tmp_path / "cut"
+    (corpus / "clips").mkdir(parents=True)
+    make_clip(corpus / "clips" / "x.mp4", "scene_cut", seconds=2.4)  # astronaut, then grace hopper from frame 30
+    cfg = dataclasses.replace(load_config("tiny").curate, split_scene_cuts=True)
+    res = curate_corpus(corpus, tmp_path / "out", cfg, workers=1)
+    clips = res.clips.set_index("clip_id")
+    assert list(clips.index) == ["x", "x#0", "x#1"]
+    assert clips.at["x", "stage"] == "scene_cut" and clips.loc[["x#0", "x#1"], "kept"].all()
+    assert clips.at["x#0", "path"] == "../out/segments/x_seg0.mp4" and (corpus / clips.at["x#1", "path"]).exists()
+    assert clips.at["x#0", "identity_pred"] != clips.at["x#1", "identity_pred"]  # two people, one per shot
+
+
 def _same_tables(a: dict, b: dict) -> None:
     pd.testing.assert_frame_equal(a["clips"].drop(columns=["corpus_dir"]), b["clips"].drop(columns=["corpus_dir"]))
     pd.testing.assert_frame_equal(a["pairs"], b["pairs"])

@@ -59,6 +59,7 @@ class CurateConfig:
     # scene cuts (PySceneDetect ContentDetector score per frame)
     scene_cut_threshold: float = 27.0
     min_scene_len_frames: int = 5
+    split_scene_cuts: bool = False  # write each shot of a cut clip as its own clip (DIR2/segments/) and curate it
     # faces: detection + tracking on every `face_stride`-th frame
     face_detector: str = "mediapipe"  # mediapipe | dlib
     face_stride: int = 4

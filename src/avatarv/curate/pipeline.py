@@ -23,6 +23,7 @@ from .engines import run_engine
 from .identity_graph import build_graph, edge_table, find_communities, label_communities
 from .pairs import make_pairs
 from .scoring import has_ground_truth, score
+from .split import split_jobs
 
 FUNNEL_STAGES = (*STAGES, identity_consistency.NAME)
 
@@ -81,6 +82,9 @@ def curate_corpus(in_dir: str | Path, out_dir: str | Path | None, cfg: CurateCon
             manifest = manifest[manifest["clip_id"].isin({j["clip_id"] for j in jobs})]
     t0 = time.perf_counter()
     rows = run_engine(engine, jobs, cfg, workers)
+    if cfg.split_scene_cuts and out_dir is not None:
+        shots = split_jobs(rows, jobs, in_dir, out_dir, cfg)
+        rows += run_engine(engine, shots, cfg, workers) if shots else []
     result = assemble(pd.DataFrame(rows), manifest, cfg, seed=seed, corpus_dir=in_dir, engine=engine,
                       seconds=time.perf_counter() - t0)
     if out_dir is not None:

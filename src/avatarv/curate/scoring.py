@@ -64,6 +64,7 @@ def score(clips: pd.DataFrame, manifest: pd.DataFrame, pairs: pd.DataFrame) -> d
     if "has_ground_truth" in manifest:  # a mixed corpus: score only the clips that carry ground truth
         manifest = manifest[manifest["has_ground_truth"].astype(bool)]
         clips = clips[clips["clip_id"].isin(set(manifest["clip_id"]))]
+    clips = clips[clips["clip_id"].isin(set(manifest["clip_id"]))]  # split-off shots have no ground truth
     m = manifest.set_index("clip_id")
     df = clips.join(m[["distractor", "identity", "scene_key", "av_offset_frames", "flags"]
                       if "flags" in m else ["distractor", "identity", "scene_key", "av_offset_frames"]], on="clip_id")
@@ -96,6 +97,7 @@ def score(clips: pd.DataFrame, manifest: pd.DataFrame, pairs: pd.DataFrame) -> d
     out["identity"] = {"n_clips": len(g), "pairwise_precision": p, "pairwise_recall": r, "purity": float(purity),
                        "n_communities": int(g["identity_pred"].nunique()), "n_true_people": int(g["true_person"].nunique())}
     person, scene = dict(zip(df["clip_id"], df["true_person"])), dict(zip(df["clip_id"], df["scene_key"]))
+    pairs = pairs[pairs["ref_clip_id"].isin(person) & pairs["target_clip_id"].isin(person)] if len(pairs) else pairs
     if len(pairs):
         good = [person[a] == person[b] and scene[a] != scene[b] for a, b in zip(pairs["ref_clip_id"], pairs["target_clip_id"])]
         out["pair_precision"] = float(np.mean(good))
