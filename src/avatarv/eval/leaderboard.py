@@ -45,7 +45,8 @@ def validation_flags(val: dict) -> dict[str, bool]:
     q = val.get("quality", {}).get("monotone", {})
     s = val.get("sync", {})
     flags = {
-        "sync": s.get("offset_within_1", 0) >= 0.9 and s.get("swap_lse_c", 1) < s.get("synced_lse_c", 0),
+        "sync": s.get("offset_within_1", 0) >= 0.9 and s.get("swap_lse_c", 1) < s.get("synced_lse_c", 0)
+        and s.get("conf_drops_until_shift", 1) >= 1,
         "identity": min(val.get("identity_corpus", {}).get("auc", 0), val.get("identity_photos", {}).get("auc", 0)) >= 0.9,
     }
     for m in ("brisque", "piqe", "niqe"):
@@ -134,7 +135,8 @@ def to_markdown(table: pd.DataFrame, eval_doc: dict) -> str:
         "",
         f"- Sync expert: offset within ±1 frame on {s.get('offset_within_1', math.nan):.0%} of shifted held-out clips "
         f"(exact {s.get('offset_exact', math.nan):.0%}); confidence falls strictly up to |shift| = "
-        f"{s.get('conf_drops_until_shift')} frames then stays at the swapped-audio level: {s.get('conf_beyond_at_chance')}; "
+        f"{s.get('conf_drops_until_shift')} frames and stays below its |shift| = 1 value beyond: {s.get('conf_beyond_below_shift1')} "
+        f"(by |shift|: {', '.join(f'{k}: {v:.3f}' for k, v in s.get('conf_by_abs_shift', {}).items())}); "
         f"LSE-C synced {s.get('synced_lse_c', math.nan):.3f} vs swapped audio {s.get('swap_lse_c', math.nan):.3f}.",
         f"- Identity: ROC AUC same vs different person {ic.get('auc', math.nan):.3f} on corpus clips across scenes "
         f"({ic.get('n_pairs')} pairs), {ip.get('auc', math.nan):.3f} on {ip.get('n_people')} real package photos "

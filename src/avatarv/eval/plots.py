@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 
 def sync_validation(sync: dict, loss_curve: list[float]):
@@ -52,13 +53,17 @@ def quality_validation(q: dict):
 
 def metric_bars(table, columns: list[str], title: str = ""):
     """One small bar chart per column, one bar per row of a leaderboard DataFrame (index = system)."""
-    cols = [c for c in columns if c in table.columns and table[c].notna().any()]
-    fig, ax = plt.subplots(1, max(1, len(cols)), figsize=(3.2 * max(1, len(cols)), 3.6), squeeze=False)
-    for a, c in zip(ax[0], cols):
-        vals = table[c].astype(float)
+    cols = [c for c in columns if c in table.columns and table[c].notna().any()] or columns[:1]
+    ncol = min(4, len(cols))
+    nrow = (len(cols) + ncol - 1) // ncol
+    fig, ax = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.4 * nrow), squeeze=False)
+    for a in ax.flat[len(cols):]:
+        a.axis("off")
+    for a, c in zip(ax.flat, cols):
+        vals = table[c].astype(float) if c in table.columns else pd.Series(dtype=float)
         a.bar(range(len(vals)), vals.fillna(0).values, color="tab:blue")
-        a.set_xticks(range(len(vals)), [str(i) for i in table.index], rotation=60, ha="right", fontsize=7)
-        a.set_title(c, fontsize=8)
+        a.set_xticks(range(len(vals)), [str(i) for i in vals.index], rotation=60, ha="right", fontsize=7)
+        a.set_title(c if len(c) < 48 else c[:45] + "…]", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

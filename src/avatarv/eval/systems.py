@@ -84,8 +84,10 @@ def generated(cases: list[dict], corpus_dir: Path, out: Path, checkpoint: Path, 
     """Generate every case with a saved AvatarVPipeline (reference clip + target audio); one load per checkpoint."""
     import torch
 
+    # diffusers resolves a saved pipeline's components by module name; they must be imported first
     from ..inference.cli import reference_motion
     from ..inference.pipeline import AvatarVPipeline
+    from ..models import audio_encoder, dit, vae  # noqa: F401
 
     out.mkdir(parents=True, exist_ok=True)
     todo = [c for c in cases if not (out / f"{c['case_id']}.mp4").exists()]
@@ -97,6 +99,8 @@ def generated(cases: list[dict], corpus_dir: Path, out: Path, checkpoint: Path, 
     for c in todo:
         ref = read_video(corpus_dir / c["ref_path"], max_frames=max(n_ref, 1))
         audio, sr = target_audio(c, corpus_dir, seconds)
+        torch.manual_seed(seed)  # rows must not depend on what ran before in the process (global RNG users)
+        np.random.seed(seed)
         motion = reference_motion(ref.frames[:n_ref])
         result = pipe(ref.frames, audio, sr, reference_motion=motion, num_inference_steps=steps or None,
                       generator=torch.Generator().manual_seed(seed), progress=progress)

