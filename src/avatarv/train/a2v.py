@@ -15,6 +15,7 @@ import torch
 
 from ..config import Config
 from ..data.datasets import WindowBatches
+from .generator import AvatarGenerator
 from .loop import loss_drop, make_accelerator, train_loop
 from .objectives import FlowSpec, flow_loss
 from .stage import StageOutcome, StagePaths, init_generator, load_stage_vae, pick_device, stage_windows, validation_loss
@@ -47,9 +48,15 @@ def run(cfg: Config, paths: StagePaths | None = None, *, steps: int | None = Non
     train_idx, val_idx = ws.indices("train"), ws.indices("holdout")
     lf = 1 + (st.frames - 1) // td
     source = WindowBatches(ws, train_idx, st.batch_size, seed=cfg.seed + 1, latent_frames=lf, td=td)
-    spec = FlowSpec(audio=True, n_bridge=1, cond_dropout=st.cond_dropout, timestep_shift=st.timestep_shift)
+    # the mouth is a few latent cells of a 64-px face: without extra weight there the audio barely moves the loss
+    spec = FlowSpec(audio=True, n_bridge=1, cond_dropout=st.cond_dropout, timestep_shift=st.timestep_shift,
+                    losses={"lip": float(st.losses.get("lip", 0.0))})
 
-    model = init_generator(cfg, vae.config.latent_channels, paths.final("t2v")).to(device)
+    model = init_generator(cfg, vae.config.latent_channels, paths.final("t2v"))
+    # stage 2 adds the audio path: the audio encoder starts fresh here (stage 1 never used it)
+    torch.manual_seed(cfg.seed + 1)
+    model.audio_encoder = AvatarGenerator.from_config(cfg, vae.config.latent_channels).audio_encoder
+    model = model.to(device)
     before = validation_loss(model, ws, val_idx, spec, seed=cfg.seed, latent_frames=lf, td=td)
 
     def loss_fn(m, batch, gen, step):
