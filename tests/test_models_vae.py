@@ -97,9 +97,10 @@ def test_bad_shapes_raise_value_error():
         vae.decode(torch.zeros(1, 3, 2, 8, 8))
 
 
-def test_overfits_one_clip_in_50_steps():
+@pytest.mark.parametrize("norm", ["group", "rms"])
+def test_overfits_one_clip_in_50_steps(norm):
     """A smooth moving blob: 50 Adam steps must cut the reconstruction error far below its value at init."""
-    vae = _tiny().train()
+    vae = _tiny(norm=norm).train()
     t = torch.arange(5, dtype=torch.float32)[:, None, None]
     yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
     blob = torch.exp(-((xx - 10 - 2 * t) ** 2 + (yy - 16) ** 2) / 40.0)

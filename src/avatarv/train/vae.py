@@ -161,7 +161,8 @@ def build_vae(cfg: Config) -> AvatarVideoVAE:
     torch.manual_seed(cfg.seed)
     v = cfg.vae
     return AvatarVideoVAE(latent_channels=v.latent_channels, base_channels=v.base_channels,
-                          spatial_downsample=v.spatial_downsample, temporal_downsample=v.temporal_downsample)
+                          spatial_downsample=v.spatial_downsample, temporal_downsample=v.temporal_downsample,
+                          norm=v.norm)
 
 
 @torch.no_grad()
