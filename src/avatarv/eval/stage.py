@@ -88,6 +88,11 @@ def validate(cfg, corpus: Path, manifest: pd.DataFrame, expert, progress: bool =
 
 def run_systems(cfg, corpus: Path, cases: list[dict], settings: EvalSettings, out_root: Path, report_dir: Path,
                 progress: bool = True) -> dict:
+    import shutil
+
+    for stale in (out_root / "reference", out_root / "systems"):  # clips of an earlier benchmark must not be scored
+        shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(report_dir / "systems", ignore_errors=True)
     refs = systems.write_references(cases, corpus, out_root / "reference")
     secs = cfg.eval.benchmark_seconds  # every system speaks the same first `secs` of the target audio
     plan: dict[str, dict] = {
