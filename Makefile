@@ -8,6 +8,9 @@ STAMP := .venv/.installed-$(shell sha1sum $(LOCK) pyproject.toml 2>/dev/null | s
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PKGS := ffmpeg espeak-ng libespeak-ng1 chromium chromium-driver
 PROFILE ?= tiny
+# x264 inside a long-lived process can read heap memory it never wrote (seen as rare byte differences between
+# repeated encodes); a fixed malloc fill pattern makes every encode, and so every DVC output, byte-reproducible.
+export GLIBC_TUNABLES := glibc.malloc.perturb=165
 PYTEST_ARGS ?= -m "not slow" -n 2
 
 .PHONY: install system-deps repro test test-all ui clean-reports lock bench
