@@ -122,6 +122,7 @@ class VAEConfig:
     max_clips: int = 0  # clean training clips loaded into memory (0 = all)
     eval_windows: int = 16  # held-out windows scored for PSNR/SSIM (overall and face region)
     norm: str = "rms"  # rms (per-pixel, keeps colour: +0.8 dB held-out at tiny) | group
+    color_aug: bool = False  # random RGB permutation of windows (tried at tiny: 24.1 vs 24.9 dB held-out, off)
 
 
 @dataclass(kw_only=True)

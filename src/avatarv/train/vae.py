@@ -101,8 +101,9 @@ def face_mask(boxes: np.ndarray, size: int) -> torch.Tensor:
 class WindowSource:
     """Loop BatchSource: batch `index` = `batch_size` random windows, a pure function of (seed, index, rank)."""
 
-    def __init__(self, clips: VAEClips, frames: int, batch_size: int, seed: int):
+    def __init__(self, clips: VAEClips, frames: int, batch_size: int, seed: int, color_aug: bool = False):
         self.clips, self.frames, self.batch_size, self.seed = clips, frames, batch_size, seed
+        self.color_aug = color_aug
         self.usable = [i for i, f in enumerate(clips.frames) if len(f) >= frames]
         if not self.usable:
             raise ValueError(f"no training clip has {frames} frames")
@@ -121,6 +122,8 @@ class WindowSource:
             item = self.window(c, start)
             if rng.random() < 0.5:  # horizontal flip: faces are near-symmetric, doubles the data
                 item = {k: v.flip(-1) for k, v in item.items()}
+            if self.color_aug and rng.random() < 0.5:  # RGB permutation: unseen scene colours (held-out
+                item["video"] = item["video"][rng.permutation(3)]  # backgrounds) must still reconstruct
             items.append(item)
         return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
@@ -233,7 +236,7 @@ def train_vae(cfg: Config, corpus_dir: str | Path, run_dir: str | Path, resume: 
     if not len(held):  # a corpus without held-out identities: score unseen windows of training clips
         held = train_clips
     t_data = time.time() - t0
-    source = WindowSource(train_clips, v.frames, v.batch_size, cfg.seed)
+    source = WindowSource(train_clips, v.frames, v.batch_size, cfg.seed, v.color_aug)
     vae = build_vae(cfg)
     at_init = evaluate_vae(vae, held, v.frames, min(4, v.eval_windows))
     result = train_loop(vae, vae_loss(v.face_weight, v.kl_weight), source, stage_config(cfg), run_dir,
