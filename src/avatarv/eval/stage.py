@@ -103,7 +103,7 @@ def run_systems(cfg, corpus: Path, cases: list[dict], settings: EvalSettings, ou
         plan[name] = {"kind": "ablation" if ":" in name or name not in systems.STAGE_ORDER else "trained stage",
                       "checkpoint": str(ckpt),
                       "make": lambda d, ckpt=ckpt: systems.generated(cases, corpus, d, ckpt, cfg.seed, cfg.eval.generate_steps,
-                                                                     secs)}
+                                                                     secs, cfg=cfg)}
     scorer = Scorer(settings)
     out: dict = {}
     (report_dir / "systems").mkdir(parents=True, exist_ok=True)

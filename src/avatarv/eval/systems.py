@@ -21,12 +21,16 @@ STAGE_ORDER = ("t2v", "a2v", "sft", "lora", "distill", "rlhf", "refiner")
 
 
 def find_checkpoints(runs: Path = RUNS) -> dict[str, Path]:
-    """{row name: pipeline folder} for every `runs/**/final/model_index.json`, main stages first."""
+    """{row name: checkpoint folder} for every loadable `runs/**/final` (a saved pipeline, or a training stage's
+    transformer/ + audio_encoder/), main stages first."""
+    from ..inference.pipeline import checkpoint_layout
+
     found = {}
     if not runs.exists():
         return found
-    for idx in sorted(runs.glob("**/final/model_index.json")):
-        d = idx.parent
+    for d in sorted(runs.glob("**/final")):
+        if checkpoint_layout(d) is None:
+            continue
         rel = d.parent.relative_to(runs)
         if rel.parts and rel.parts[0] == "eval":
             continue
@@ -80,20 +84,27 @@ def static_frame(cases: list[dict], corpus_dir: Path, out: Path, seconds: float 
 
 
 def generated(cases: list[dict], corpus_dir: Path, out: Path, checkpoint: Path, seed: int, steps: int = 0,
-              seconds: float = 0.0, device: str = "cpu", progress: bool = False) -> Path:
-    """Generate every case with a saved AvatarVPipeline (reference clip + target audio); one load per checkpoint."""
+              seconds: float = 0.0, device: str = "cpu", progress: bool = False, cfg=None) -> Path:
+    """Generate every case with a checkpoint (reference clip + target audio); one load per checkpoint.
+
+    `checkpoint` is a saved AvatarVPipeline or a training stage's generator dir; the latter is assembled with the
+    trained VAE and params.yaml's sampling knobs (`cfg`, default: the current profile) by `load_pipeline`."""
     import torch
 
     # diffusers resolves a saved pipeline's components by module name; they must be imported first
     from ..inference.cli import reference_motion
-    from ..inference.pipeline import AvatarVPipeline
+    from ..inference.pipeline import load_pipeline
     from ..models import audio_encoder, dit, vae  # noqa: F401
 
     out.mkdir(parents=True, exist_ok=True)
     todo = [c for c in cases if not (out / f"{c['case_id']}.mp4").exists()]
     if not todo:
         return out
-    pipe = AvatarVPipeline.from_pretrained(str(checkpoint)).to(device)
+    if cfg is None:
+        from ..config import load_config
+
+        cfg = load_config()
+    pipe = load_pipeline(checkpoint, cfg).to(device)
     pipe.set_progress_bar_config(disable=True)
     n_ref = 1 + pipe.vae.config.temporal_downsample * (pipe.config.reference_latent_frames - 1)
     for c in todo:
