@@ -1,9 +1,11 @@
 """A full annotation session in headless Debian Chromium (Playwright) against the app served by uvicorn on
 127.0.0.1: every annotator answers every case by clicking, videos must actually decode in the page, a replayed
 form (the same case answered again from a second tab) is refused, and the results page shows the clicked answers. Saves the
-screenshots reports/study/annotation.png and reports/study/results.png."""
+screenshots reports/study/annotation.png and reports/study/results.png (with AVATARV_UPDATE_SCREENSHOTS=1)."""
 
 from __future__ import annotations
+
+import os
 
 import socket
 import sqlite3
@@ -67,10 +69,11 @@ def _n_answers(db) -> int:
         return c.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
 
 
-def test_full_annotation_session_in_chromium(served_study):
+def test_full_annotation_session_in_chromium(served_study, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    out = REPORTS / "study"
+    # the committed screenshots are refreshed only on request, so `make test` leaves the working tree clean
+    out = REPORTS / "study" if os.environ.get("AVATARV_UPDATE_SCREENSHOTS") else tmp_path / "study"
     out.mkdir(parents=True, exist_ok=True)
     url, db = served_study["url"], served_study["db"]
     shot_taken = False
