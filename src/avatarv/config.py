@@ -140,6 +140,7 @@ class DiTConfig:
     chunk_latent_frames: int = 4
     bridge_latent_frames: int = 1
     anchor_latent_frames: int = 1  # first latent frames of chunk 0 appended to the cached reference (global anchor)
+    reference_latent_frames: int = 2  # latent frames of the reference clip encoded into the cache
     mlp_ratio: float = 4.0
     reference_time_stride: int = 256  # RoPE time offset between reference segments (reference k at -(k+1)·stride)
     flow_shift: float = 1.0  # timestep shift for training sampling and the scheduler (>1 = more time at high noise)

@@ -97,6 +97,7 @@ class Scorer:
     def __init__(self, settings: EvalSettings):
         self.s = settings
         self._ref: dict[str, dict] = {}
+        self.generated_centroids: dict[str, np.ndarray] = {}  # for similarity to the other references
         self.expert = None
         if settings.sync_expert:
             from .sync_expert import load_sync_expert
@@ -142,6 +143,7 @@ class Scorer:
         ref = self.reference(ref_path)
         emb = identity.embed_clip(frames, track, s.identity_frames, s.identity_backend, s.arcface_onnx)
         row.update(identity.identity_similarity(emb, ref["emb"]))
+        self.generated_centroids[str(gen_path)] = identity.centroid(emb)
         row.update(quality.clip_quality(frames, s.quality_frames, qalign_weights=s.qalign_weights))
         lms = track_landmarks(frames, track)
         row.update(mouth_metrics(frames, v.audio, v.sample_rate, lms, v.fps))
@@ -182,6 +184,28 @@ def aggregate(rows: list[dict]) -> dict:
     return out
 
 
+def _identity_key(path: str) -> str:
+    """Benchmark references are named <identity>_<case>.mp4; any other name is its own identity."""
+    stem = Path(path).stem
+    return stem.split("_")[0] if "_" in stem else stem
+
+
+def add_other_identity_similarity(rows: list[dict], scorer: Scorer) -> None:
+    """`face_sim_other`: mean face similarity of a generated clip to the references of the OTHER identities in the
+    same run — the floor that `face_sim` (to its own reference) must clear for identity to count as kept."""
+    refs = {r["reference"] for r in rows if r.get("reference") and r["reference"] in scorer._ref}
+    for row in rows:
+        gen = scorer.generated_centroids.get(row.get("generated", ""))
+        if gen is None or row.get("error"):
+            continue
+        own = _identity_key(row["reference"])
+        others = [identity.centroid(scorer._ref[r]["emb"]) for r in refs if _identity_key(r) != own]
+        if others:
+            sims = [float(gen @ o) for o in others]
+            row["face_sim_other"] = float(np.mean(sims))
+            row["face_sim_margin"] = row["face_sim"] - row["face_sim_other"]
+
+
 def evaluate_dirs(generated: Path, reference: Path, settings: EvalSettings, progress: bool = True,
                   scorer: Scorer | None = None) -> dict:
     """The metrics document: settings, backend per metric, per-clip rows and the aggregate."""
@@ -199,6 +223,7 @@ def evaluate_dirs(generated: Path, reference: Path, settings: EvalSettings, prog
         except (AvatarVError, ValueError, FileNotFoundError) as e:
             row["error"] = str(e).splitlines()[0][:300]
         rows.append(row)
+    add_other_identity_similarity(rows, scorer)
     return {"version": 1, "generated_dir": str(generated), "reference_dir": str(reference),
             "settings": dataclasses.asdict(settings), "backends": settings.backends(),
             "aggregate": aggregate(rows), "clips": rows}

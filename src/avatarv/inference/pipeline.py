@@ -203,7 +203,8 @@ def pipeline_from_config(cfg, vae, transformer, audio_encoder) -> AvatarVPipelin
     return AvatarVPipeline(vae=vae, transformer=transformer, audio_encoder=audio_encoder,
                            scheduler=make_scheduler(d.flow_shift), fps=cfg.corpus.fps,
                            chunk_latent_frames=d.chunk_latent_frames, bridge_latent_frames=d.bridge_latent_frames,
-                           anchor_latent_frames=d.anchor_latent_frames, steps=d.steps, cfg_audio=d.cfg_audio,
+                           anchor_latent_frames=d.anchor_latent_frames,
+                           reference_latent_frames=d.reference_latent_frames, steps=d.steps, cfg_audio=d.cfg_audio,
                            cfg_reference=d.cfg_reference)
 
 
@@ -240,5 +241,5 @@ def load_pipeline(path, cfg) -> AvatarVPipeline:
     vae_dir = next((d for d in vae_dirs if (d / "config.json").exists()), vae_dirs[1])
     vae = load_vae(vae_dir)
     transformer = AvatarTransformer3DModel.from_pretrained(str(path / "transformer")).eval()
-    audio_encoder = AudioEncoder.from_pretrained(str(path / "audio_encoder")).eval()
+    audio_encoder = AudioEncoder.from_pretrained(str(path / "audio_encoder"), low_cpu_mem_usage=False).eval()
     return pipeline_from_config(cfg, vae, transformer, audio_encoder)

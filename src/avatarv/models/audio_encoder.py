@@ -37,7 +37,7 @@ class AudioEncoder(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, n_mels: int = 80, audio_dim: int = 128, layers: int = 2, heads: int = 4,
                  mel_frames_per_video_frame: int = 4, dropout: float = 0.0, mel_mean: float = 0.0,
-                 mel_std: float = 1.0):
+                 mel_std: float = 1.0, mouth_targets: int = 2):
         super().__init__()
         self.front = nn.Sequential(
             nn.Conv1d(n_mels, audio_dim, 3, padding=1), nn.GELU(),
@@ -49,6 +49,13 @@ class AudioEncoder(ModelMixin, ConfigMixin):
                                            batch_first=True, norm_first=True)
         self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(audio_dim)
+        # training-only read-out (mouth_open, mouth_width per video frame): A2V supervises the audio features with
+        # the mouth they should drive, so they carry articulation before the DiT has learnt to look for it
+        self.mouth_head = nn.Linear(audio_dim, mouth_targets)
+
+    def mouth(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, F, audio_dim) features → (B, F, mouth_targets) predicted mouth opening/width per video frame."""
+        return self.mouth_head(features)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         if mel.ndim != 3 or mel.shape[1] != self.config.n_mels:

@@ -50,7 +50,7 @@ def run(cfg: Config, paths: StagePaths | None = None, *, steps: int | None = Non
     source = WindowBatches(ws, train_idx, st.batch_size, seed=cfg.seed + 1, latent_frames=lf, td=td)
     # the mouth is a few latent cells of a 64-px face: without extra weight there the audio barely moves the loss
     spec = FlowSpec(audio=True, n_bridge=1, cond_dropout=st.cond_dropout, timestep_shift=st.timestep_shift,
-                    losses={"lip": float(st.losses.get("lip", 0.0))})
+                    losses={k: float(st.losses.get(k, 0.0)) for k in ("lip", "audio_mouth")})
 
     model = init_generator(cfg, vae.config.latent_channels, paths.final("t2v"))
     # stage 2 adds the audio path: the audio encoder starts fresh here (stage 1 never used it)

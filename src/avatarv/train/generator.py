@@ -61,7 +61,8 @@ class AvatarGenerator(nn.Module):
         if not (path / "transformer" / "config.json").exists():
             raise InputError(path, "no saved generator here (expected transformer/ and audio_encoder/)")
         t = AvatarTransformer3DModel.from_pretrained(str(path / "transformer"))
-        a = AudioEncoder.from_pretrained(str(path / "audio_encoder"))
+        # low_cpu_mem_usage=False: encoders saved before a head was added (mouth read-out) load with it initialised
+        a = AudioEncoder.from_pretrained(str(path / "audio_encoder"), low_cpu_mem_usage=False)
         return cls(t, a).to(device)
 
 

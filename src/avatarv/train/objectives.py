@@ -7,6 +7,8 @@ Loss terms (each returned separately so curves and ablations can show them):
 - `face` / `lip`: the same squared error averaged over the face / mouth box mapped onto the latent grid
   (boxes from the corpus landmarks) — extra weight on those regions;
 - `motion`: velocity MSE on the motion stream (the motion tokens are noised with the same t);
+- `audio_mouth`: MSE of the audio encoder's mouth read-out (models/audio_encoder.py) against the clip's
+  mouth_open / mouth_width per video frame (motion channels 5, 6) — supervision of the audio features themselves;
 - `identity`: 1 − cosine between a frozen face-embedding network's embeddings of the face in the decoded
   predicted clean frame and in the reference frame, weighted by (1 − t) because x0_hat is a blur at high noise.
 The total is `flow + Σ weight·term` with weights from params.yaml `train.<stage>.losses` (0 = off).
@@ -84,6 +86,19 @@ class IdentityLoss:
         return ((1 - cos) * (1 - t)).mean()
 
 
+MOUTH_CHANNELS = slice(5, 7)  # mouth_open, mouth_width in the 16-D motion vector (models/motion.py)
+
+
+def audio_mouth_loss(model, batch: dict[str, Any]) -> torch.Tensor:
+    """MSE between the audio encoder's per-frame mouth read-out and the clip's mouth channels."""
+    from .generator import unwrap
+
+    encoder = unwrap(model).audio_encoder
+    pred = encoder.mouth(encoder(batch["mel"].float()))
+    target = batch["motion"].float()[:, : pred.shape[1], MOUTH_CHANNELS]
+    return F.mse_loss(pred[:, : target.shape[1]], target)
+
+
 def flow_loss(
     model,
     batch: dict[str, Any],
@@ -151,6 +166,8 @@ def flow_loss(
     if m_v is not None and out.motion is not None:
         merr = ((out.motion.float() - m_v) ** 2).mean(-1)
         terms["motion"] = (merr * valid).sum() / valid.sum()
+    if spec.audio and w.get("audio_mouth", 0) > 0 and "motion" in batch:
+        terms["audio_mouth"] = audio_mouth_loss(model, batch)
     if identity is not None and w.get("identity", 0) > 0 and "ref_frames" in batch and T > 1:
         x0_hat = x_t - te * pred
         terms["identity"] = identity(x0_hat, t, batch)
