@@ -54,7 +54,16 @@ def validation_flags(val: dict) -> dict[str, bool]:
         "sync_conf_at_zero": bool(raw.get("monotone")) and bool(raw.get("swap_below_synced")),
         "identity": min(val.get("identity_corpus", {}).get("auc", 0), val.get("identity_photos", {}).get("auc", 0)) >= 0.9,
     }
+    domains = val.get("quality", {}).get("domains")
     for m in ("brisque", "piqe", "niqe"):
+        if domains:  # ✓ only where it passed: True if on every domain, else "(kinds; domain) ✓(domain)" for the mark
+            bad = {d: [k for k, r in v["monotone"].items() if not r.get(m, False)] for d, v in domains.items()}
+            if not any(bad.values()):
+                flags[m] = True
+            else:
+                flags[m] = " ✗".join(f"({','.join(k)}; {d})" for d, k in bad.items() if k) + "".join(
+                    f" ✓({d})" for d, k in bad.items() if not k)
+            continue
         failed = [k for k in q if not q[k].get(m, False)]
         # True when monotone under every distortion, else the names of the distortions it failed
         flags[m] = bool(q) and (True if not failed else "(" + ",".join(failed) + ")")
@@ -152,9 +161,12 @@ def to_markdown(table: pd.DataFrame, eval_doc: dict) -> str:
         f"- Identity: ROC AUC same vs different person {ic.get('auc', math.nan):.3f} on corpus clips across scenes "
         f"({ic.get('n_pairs')} pairs), {ip.get('auc', math.nan):.3f} on {ip.get('n_people')} real package photos "
         "(same = augmented views of one photo).",
-        "- Quality (worse at every step of blur / noise / JPEG): "
-        + "; ".join(f"{k}: " + ", ".join(f"{m} {'✓' if ok else '✗'}" for m, ok in d.items())
-                    for k, d in v.get("quality", {}).get("monotone", {}).items()) + ".",
+        "- Quality (worse at every step of blur / noise / JPEG), per domain: "
+        + " ".join(f"{dom} ({d.get('n_images')} images, {', '.join(d.get('sizes', []))}): "
+                   + "; ".join(f"{k}: " + ", ".join(f"{m} {'✓' if ok else '✗'}" for m, ok in r.items())
+                               for k, r in d["monotone"].items()) + "."
+                   for dom, d in (v.get("quality", {}).get("domains")
+                                  or {"corpus": {"monotone": v.get("quality", {}).get("monotone", {})}}).items()),
         "",
     ]
     return "\n".join(out)

@@ -6,7 +6,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
@@ -45,16 +44,19 @@ def identity_validation(corpus: dict, photos: dict):
 
 
 def quality_validation(q: dict):
-    kinds = list(q["scores"])
-    metrics = list(q["scores"][kinds[0]])
-    fig, ax = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 3.3))
-    for a, kind in zip(np.atleast_1d(ax), kinds):
-        for m in metrics:
-            ok = "✓" if q["monotone"][kind][m] else "✗"
-            a.plot(range(len(q["levels"][kind])), q["scores"][kind][m], "o-", label=f"{m} {ok}")
-        a.set_xticks(range(len(q["levels"][kind])), [str(l) for l in q["levels"][kind]])
-        a.set(title=f"{kind} (✓ = worse at every step)", xlabel="level", ylabel="score (lower = better)")
-        a.legend(fontsize=8)
+    """One row per validation domain (real photos, corpus renders), one panel per distortion kind."""
+    domains = q.get("domains") or {"": q}
+    kinds = list(q["levels"])
+    fig, ax = plt.subplots(len(domains), len(kinds), figsize=(4 * len(kinds), 3.3 * len(domains)), squeeze=False)
+    for row, (dom, d) in zip(ax, domains.items()):
+        for a, kind in zip(row, kinds):
+            for m, vals in d["scores"][kind].items():
+                ok = "✓" if d["monotone"][kind][m] else "✗"
+                a.plot(range(len(q["levels"][kind])), vals, "o-", label=f"{m} {ok}")
+            a.set_xticks(range(len(q["levels"][kind])), [str(l) for l in q["levels"][kind]])
+            a.set(title=f"{dom} · {kind} (✓ = worse at every step)", xlabel="level", ylabel="score (lower = better)")
+            a.title.set_fontsize(9)
+            a.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
