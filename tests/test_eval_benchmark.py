@@ -75,3 +75,19 @@ def test_leaderboard_keeps_reported_figures_apart_and_names_backends(tmp_path):
     _, headers = leaderboard.build_table(doc)
     nums = leaderboard.flat_numbers(table, headers)
     assert nums["real_video.face_sim"] == 0.9 and nums["Avatar_V__seed_paper_.syncnet_lse_c"] == 8.97
+
+
+def test_leaderboard_marks_each_sync_confidence_and_quality_domain_by_its_own_check():
+    falls = {"monotone": True, "swap_below_synced": True}
+    val = {"sync": {"offset_within_1": 1.0, "swap_lse_c": 0.1, "synced_lse_c": 0.4, "conf_variant": "conf_offset_weighted",
+                    "conf_monotone": True, "swap_below_synced": True,
+                    "variants": {"conf_offset_weighted": falls, "conf_at_zero": {**falls, "monotone": False}}},
+           "quality": {"domains": {
+               "photos": {"monotone": {"blur": {"brisque": True, "niqe": True}, "noise": {"brisque": True, "niqe": True}}},
+               "corpus": {"monotone": {"blur": {"brisque": True, "niqe": False}, "noise": {"brisque": False, "niqe": False}}}}}}
+    flags = leaderboard.validation_flags(val)
+    assert flags["sync_conf"] is True and flags["sync_conf_at_zero"] is False and flags["sync_offset"] is True
+    assert flags["brisque"] == "(noise; corpus) ✓(photos)" and flags["niqe"] == "(blur,noise; corpus) ✓(photos)"
+    assert flags["piqe"] == "(blur,noise; photos) ✗(blur,noise; corpus)"  # never validated = failed everywhere
+    val["sync"]["swap_below_synced"] = False  # swapped audio scoring as high as synced voids the ranked column
+    assert leaderboard.validation_flags(val)["sync_conf"] is False

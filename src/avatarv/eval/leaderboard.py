@@ -21,9 +21,10 @@ REPORTED = {"system": "Avatar V (seed paper)", "kind": "reported, other protocol
 
 # (aggregate key, short name, higher is better, validation key or None)
 COLUMNS = [
-    ("sync_conf", "Sync conf@0", True, "sync"),
-    ("sync_lse_c", "Sync LSE-C", True, "sync"),
-    ("sync_abs_offset", "abs offset (frames) ↓", False, "sync"),
+    ("sync_conf", "Sync conf (LSE-C × offset weight, σ=3 fr)", True, "sync_conf"),
+    ("sync_conf_at_zero", "Sync conf@0 raw", True, "sync_conf_at_zero"),
+    ("sync_lse_c", "Sync LSE-C", True, "sync_offset"),
+    ("sync_abs_offset", "abs offset (frames) ↓", False, "sync_offset"),
     ("syncnet_lse_c", "SyncNet LSE-C", True, None),
     ("face_sim", "Face sim", True, "identity"),
     ("qalign", "Q-Align", True, None),
@@ -44,12 +45,25 @@ COLUMNS = [
 def validation_flags(val: dict) -> dict[str, bool]:
     q = val.get("quality", {}).get("monotone", {})
     s = val.get("sync", {})
+    raw = s.get("variants", {}).get("conf_at_zero", {})
     flags = {
-        "sync": s.get("offset_within_1", 0) >= 0.9 and s.get("swap_lse_c", 1) < s.get("synced_lse_c", 0)
-        and s.get("conf_drops_until_shift", 1) >= 1,
+        # LSE-C / offset (SyncNet protocol): the known shift is found within ±1 frame, swapped audio has lower LSE-C
+        "sync_offset": s.get("offset_within_1", 0) >= 0.9 and s.get("swap_lse_c", 1) < s.get("synced_lse_c", 0),
+        # a delivered-sync confidence: strictly lower at every larger |shift| (each sign) and for swapped audio
+        "sync_conf": bool(s.get("conf_monotone")) and bool(s.get("swap_below_synced")),
+        "sync_conf_at_zero": bool(raw.get("monotone")) and bool(raw.get("swap_below_synced")),
         "identity": min(val.get("identity_corpus", {}).get("auc", 0), val.get("identity_photos", {}).get("auc", 0)) >= 0.9,
     }
+    domains = val.get("quality", {}).get("domains")
     for m in ("brisque", "piqe", "niqe"):
+        if domains:  # ✓ only where it passed: True if on every domain, else "(kinds; domain) ✓(domain)" for the mark
+            bad = {d: [k for k, r in v["monotone"].items() if not r.get(m, False)] for d, v in domains.items()}
+            if not any(bad.values()):
+                flags[m] = True
+            else:
+                flags[m] = " ✗".join(f"({','.join(k)}; {d})" for d, k in bad.items() if k) + "".join(
+                    f" ✓({d})" for d, k in bad.items() if not k)
+            continue
         failed = [k for k in q if not q[k].get(m, False)]
         # True when monotone under every distortion, else the names of the distortions it failed
         flags[m] = bool(q) and (True if not failed else "(" + ",".join(failed) + ")")
@@ -57,7 +71,8 @@ def validation_flags(val: dict) -> dict[str, bool]:
 
 
 FALLBACK_BACKENDS = {"syncnet_lse_c": "syncnet-python SyncNet", "qalign": "pyiqa Q-Align",
-                     "sync_conf": "avatarv-sync-expert", "sync_lse_c": "avatarv-sync-expert", "sync_lse_d": "avatarv-sync-expert",
+                     "sync_conf": "avatarv-sync-expert", "sync_conf_at_zero": "avatarv-sync-expert",
+                     "sync_lse_c": "avatarv-sync-expert", "sync_lse_d": "avatarv-sync-expert",
                      "sync_abs_offset": "avatarv-sync-expert"}
 
 
@@ -65,7 +80,9 @@ def _backend_tag(key: str, backends: dict) -> str:
     b = backends.get(key, "")
     if not b or b.startswith("n/a"):
         b = FALLBACK_BACKENDS.get(key, b)
-    return b.split(" (")[0].replace(" conf@0", "").replace(" LSE-C", "").replace(" LSE-D", "")
+    for variant in (" LSE-C x offset weight", " conf@0", " LSE-C", " LSE-D"):  # the column name says which
+        b = b.replace(variant, "")
+    return b.split(" (")[0]
 
 
 def _header(key: str, short: str, backends: dict, flags: dict, vkey) -> str:
@@ -134,16 +151,22 @@ def to_markdown(table: pd.DataFrame, eval_doc: dict) -> str:
         "## Metric validation (stage 10_eval)",
         "",
         f"- Sync expert: offset within ±1 frame on {s.get('offset_within_1', math.nan):.0%} of shifted held-out clips "
-        f"(exact {s.get('offset_exact', math.nan):.0%}); confidence falls strictly up to |shift| = "
-        f"{s.get('conf_drops_until_shift')} frames and stays below its |shift| = 1 value beyond: {s.get('conf_beyond_below_shift1')} "
-        f"(by |shift|: {', '.join(f'{k}: {v:.3f}' for k, v in s.get('conf_by_abs_shift', {}).items())}); "
-        f"LSE-C synced {s.get('synced_lse_c', math.nan):.3f} vs swapped audio {s.get('swap_lse_c', math.nan):.3f}.",
+        f"(exact {s.get('offset_exact', math.nan):.0%}); LSE-C synced {s.get('synced_lse_c', math.nan):.3f} vs swapped "
+        f"audio {s.get('swap_lse_c', math.nan):.3f}.",
+        *[f"- Sync confidence `{name}`{' (ranked: Sync conf column)' if name == s.get('conf_variant') else ''}: "
+          f"strictly falling at every larger |shift| on each side: {d.get('monotone')}; swapped audio "
+          f"{d.get('swap', math.nan):.3f} vs synced {d.get('synced', math.nan):.3f} "
+          f"(by |shift|: {', '.join(f'{k}: {c:.3f}' for k, c in d.get('by_abs_shift', {}).items())})."
+          for name, d in s.get("variants", {}).items()],
         f"- Identity: ROC AUC same vs different person {ic.get('auc', math.nan):.3f} on corpus clips across scenes "
         f"({ic.get('n_pairs')} pairs), {ip.get('auc', math.nan):.3f} on {ip.get('n_people')} real package photos "
         "(same = augmented views of one photo).",
-        "- Quality (worse at every step of blur / noise / JPEG): "
-        + "; ".join(f"{k}: " + ", ".join(f"{m} {'✓' if ok else '✗'}" for m, ok in d.items())
-                    for k, d in v.get("quality", {}).get("monotone", {}).items()) + ".",
+        "- Quality (worse at every step of blur / noise / JPEG), per domain: "
+        + " ".join(f"{dom} ({d.get('n_images')} images, {', '.join(d.get('sizes', []))}): "
+                   + "; ".join(f"{k}: " + ", ".join(f"{m} {'✓' if ok else '✗'}" for m, ok in r.items())
+                               for k, r in d["monotone"].items()) + "."
+                   for dom, d in (v.get("quality", {}).get("domains")
+                                  or {"corpus": {"monotone": v.get("quality", {}).get("monotone", {})}}).items()),
         "",
     ]
     return "\n".join(out)

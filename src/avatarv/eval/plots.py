@@ -6,20 +6,27 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
 def sync_validation(sync: dict, loss_curve: list[float]):
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    """Training loss, and every confidence variant by |shift| (solid) with its swapped-audio level (dashed)."""
+    fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
     ax[0].plot(loss_curve, lw=1)
     ax[0].set(title="sync expert training loss", xlabel="step", ylabel="multi-way matching CE")
-    shifts = [int(k) for k in sync["conf_by_abs_shift"]]
-    ax[1].plot(shifts, list(sync["conf_by_abs_shift"].values()), "o-", label="shifted audio")
-    ax[1].axhline(sync["swap_conf"], color="r", ls="--", label="swapped audio")
-    ax[1].set(title=f"confidence vs |shift| (offset within ±1: {sync['offset_within_1']:.0%})",
-              xlabel="|audio shift| (frames)", ylabel="conf@0 (median − d(0))")
-    ax[1].legend()
+    variants = sync.get("variants") or {"conf": {"by_abs_shift": sync["conf_by_abs_shift"], "swap": sync["swap_conf"],
+                                                 "monotone": sync.get("conf_monotone")}}
+    for i, (name, d) in enumerate(variants.items()):
+        col = f"C{i}"
+        shifts = [int(k) for k in d["by_abs_shift"]]
+        ranked = " (ranked)" if name == sync.get("conf_variant") else ""
+        ax[1].plot(shifts, list(d["by_abs_shift"].values()), "o-", color=col,
+                   label=f"{name}{ranked} {'✓' if d.get('monotone') and d.get('swap_below_synced', True) else '✗'}")
+        ax[1].axhline(d["swap"], color=col, ls="--", lw=1)
+    ax[1].set(title=f"confidence vs |shift| (dashed: swapped audio; offset within ±1: {sync['offset_within_1']:.0%})",
+              xlabel="|audio shift| (frames)", ylabel="confidence")
+    ax[1].title.set_fontsize(9)
+    ax[1].legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -37,16 +44,19 @@ def identity_validation(corpus: dict, photos: dict):
 
 
 def quality_validation(q: dict):
-    kinds = list(q["scores"])
-    metrics = list(q["scores"][kinds[0]])
-    fig, ax = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 3.3))
-    for a, kind in zip(np.atleast_1d(ax), kinds):
-        for m in metrics:
-            ok = "✓" if q["monotone"][kind][m] else "✗"
-            a.plot(range(len(q["levels"][kind])), q["scores"][kind][m], "o-", label=f"{m} {ok}")
-        a.set_xticks(range(len(q["levels"][kind])), [str(l) for l in q["levels"][kind]])
-        a.set(title=f"{kind} (✓ = worse at every step)", xlabel="level", ylabel="score (lower = better)")
-        a.legend(fontsize=8)
+    """One row per validation domain (real photos, corpus renders), one panel per distortion kind."""
+    domains = q.get("domains") or {"": q}
+    kinds = list(q["levels"])
+    fig, ax = plt.subplots(len(domains), len(kinds), figsize=(4 * len(kinds), 3.3 * len(domains)), squeeze=False)
+    for row, (dom, d) in zip(ax, domains.items()):
+        for a, kind in zip(row, kinds):
+            for m, vals in d["scores"][kind].items():
+                ok = "✓" if d["monotone"][kind][m] else "✗"
+                a.plot(range(len(q["levels"][kind])), vals, "o-", label=f"{m} {ok}")
+            a.set_xticks(range(len(q["levels"][kind])), [str(l) for l in q["levels"][kind]])
+            a.set(title=f"{dom} · {kind} (✓ = worse at every step)", xlabel="level", ylabel="score (lower = better)")
+            a.title.set_fontsize(9)
+            a.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

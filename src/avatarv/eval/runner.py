@@ -27,8 +27,8 @@ from .mouth import mouth_metrics
 VIDEO_EXT = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 IMAGE_EXT = (".png", ".jpg", ".jpeg")
 HIGHER_IS_BETTER = {
-    "sync_conf": True, "sync_lse_c": True, "sync_lse_d": False, "sync_abs_offset": False, "syncnet_lse_c": True,
-    "syncnet_lse_d": False, "face_sim": True, "piqe": False, "niqe": False, "brisque": False, "qalign": True,
+    "sync_conf": True, "sync_conf_at_zero": True, "sync_lse_c": True, "sync_lse_d": False, "sync_abs_offset": False,
+    "syncnet_lse_c": True, "syncnet_lse_d": False, "face_sim": True, "piqe": False, "niqe": False, "brisque": False, "qalign": True,
     "mouth_sharpness": True, "teeth_visibility": True, "lip_audio_corr": True, "head_motion_energy": None,
     "motion_style_sim": True, "motion_stream_style_sim": True, "drift_id_sim_min": True, "drift_delta_e_max": False,
 }
@@ -58,10 +58,12 @@ class EvalSettings:
         return cls(**kw)
 
     def backends(self) -> dict[str, str]:
-        from .sync_expert import BACKEND
+        from .sync_expert import BACKEND, OFFSET_SIGMA_FRAMES
 
         b = {
-            "sync_conf": f"{BACKEND} conf@0" if self.sync_expert else "n/a (no sync expert)",
+            "sync_conf": f"{BACKEND} LSE-C x offset weight (sigma={OFFSET_SIGMA_FRAMES:g} frames)" if self.sync_expert
+            else "n/a (no sync expert)",
+            "sync_conf_at_zero": f"{BACKEND} conf@0 (median - d(0))" if self.sync_expert else "n/a (no sync expert)",
             "sync_lse_c": f"{BACKEND} LSE-C" if self.sync_expert else "n/a (no sync expert)",
             "sync_lse_d": f"{BACKEND} LSE-D (1-cos)" if self.sync_expert else "n/a (no sync expert)",
             "syncnet_lse_c": "syncnet-python SyncNet (user weights)" if self.syncnet_weights else "n/a (no SyncNet weights)",
@@ -133,8 +135,8 @@ class Scorer:
             from .sync_expert import prepare, sync_scores
 
             sc = sync_scores(self.expert, prepare(frames, v.audio, v.sample_rate, track.boxes, v.fps), s.max_offset_frames)
-            row.update(sync_conf=sc["conf_at_zero"], sync_lse_c=sc["lse_c"], sync_lse_d=sc["lse_d"],
-                       sync_offset=sc["offset"], sync_abs_offset=abs(sc["offset"]))
+            row.update(sync_conf=sc["conf_offset_weighted"], sync_conf_at_zero=sc["conf_at_zero"], sync_lse_c=sc["lse_c"],
+                       sync_lse_d=sc["lse_d"], sync_offset=sc["offset"], sync_abs_offset=abs(sc["offset"]))
         if self.syncnet is not None:
             from .syncnet_backend import syncnet_scores
 

@@ -20,6 +20,7 @@ from ..paths import CORPUS, RUNS, stage_report_dir
 from . import identity, systems
 from .benchmark import make_benchmark
 from .face_track import track_face
+from .real_photos import package_natural_photos
 from .runner import EvalSettings, Scorer, evaluate_dirs, write_json
 from .sync_expert import prepare, train_sync_expert
 from .validation import validate_identity_clips, validate_identity_photos, validate_quality, validate_sync
@@ -81,7 +82,7 @@ def validate(cfg, corpus: Path, manifest: pd.DataFrame, expert, progress: bool =
     t2 = time.time()
     id_photos = validate_identity_photos(n_views=3, seed=cfg.seed)
     t3 = time.time()
-    qual = validate_quality([f for _, f in frames_for_quality[:4]])
+    qual = validate_quality({"photos": list(package_natural_photos()), "corpus": [f for _, f in frames_for_quality[:4]]})
     return {"sync": sync, "identity_corpus": id_clips, "identity_photos": id_photos, "quality": qual,
             "seconds": {"sync": t1 - t0, "identity_corpus": t2 - t1, "identity_photos": t3 - t2, "quality": time.time() - t3}}
 
