@@ -44,7 +44,8 @@ def _load(corpus: Path, row) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     return v.frames, v.audio, v.sample_rate, track_face(v.frames).boxes
 
 
-def train_expert(cfg, corpus: Path, manifest: pd.DataFrame, out: Path, progress: bool = True) -> dict:
+def train_expert(cfg, corpus: Path, manifest: pd.DataFrame, out: Path, progress: bool = True,
+                 seed: int | None = None) -> dict:
     import torch
 
     torch.set_num_threads(1)  # small convs: one thread is as fast on 2 cores and stays fast when they are shared
@@ -56,7 +57,8 @@ def train_expert(cfg, corpus: Path, manifest: pd.DataFrame, out: Path, progress:
         clips.append(prepare(frames, audio, sr, boxes))
     t1 = time.time()
     model, hist = train_sync_expert(clips, steps=cfg.eval.sync_expert_steps, batch_size=cfg.eval.sync_expert_batch,
-                                    max_shift=cfg.eval.sync_expert_max_shift, seed=cfg.seed, progress=progress)
+                                    max_shift=cfg.eval.sync_expert_max_shift, seed=cfg.seed if seed is None else seed,
+                                    progress=progress)
     model.save_pretrained(str(out))
     return {"path": str(out), "train_clips": len(clips), "steps": len(hist), "loss_first": float(np.mean(hist[:10])),
             "loss_last": float(np.mean(hist[-10:])), "prep_s": t1 - t0, "train_s": time.time() - t1,

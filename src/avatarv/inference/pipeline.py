@@ -15,6 +15,7 @@ Read top-down:
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -27,7 +28,9 @@ from tqdm.auto import tqdm
 
 from ..diffusion.guidance import Guidance, guided_velocity
 from ..models.audio_features import log_mel
-from ..models.latent_time import expand_to_video_rate, latent_frames_for, video_frames_for
+from ..models.latent_time import as_latent_rate, expand_to_video_rate, latent_frames_for, video_frames_for
+
+CONDITIONS_FILE = "generator.json"  # written next to transformer/ by the training stages (train/generator.py)
 
 AUDIO_RATE = 16000
 
@@ -62,12 +65,16 @@ class AvatarVPipeline(DiffusionPipeline):
 
     def __init__(self, vae, transformer, audio_encoder, scheduler, fps: int = 25, chunk_latent_frames: int = 4,
                  bridge_latent_frames: int = 1, anchor_latent_frames: int = 1, reference_latent_frames: int = 2,
-                 steps: int = 12, cfg_audio: float = 2.0, cfg_reference: float = 1.5):
+                 steps: int = 12, cfg_audio: float = 2.0, cfg_reference: float = 1.5, motion_stream: bool = True,
+                 reference_attention: bool = True, first_frame_bridge: bool = False):
         super().__init__()
         self.register_modules(vae=vae, transformer=transformer, audio_encoder=audio_encoder, scheduler=scheduler)
+        # the last three say how the transformer was trained (train/generator.py GeneratorConditions): an A2V model
+        # never saw motion tokens or a reference and always had the face image as a clean first latent frame
         self.register_to_config(fps=fps, chunk_latent_frames=chunk_latent_frames, bridge_latent_frames=bridge_latent_frames,
                                 anchor_latent_frames=anchor_latent_frames, reference_latent_frames=reference_latent_frames,
-                                steps=steps, cfg_audio=cfg_audio, cfg_reference=cfg_reference)
+                                steps=steps, cfg_audio=cfg_audio, cfg_reference=cfg_reference, motion_stream=motion_stream,
+                                reference_attention=reference_attention, first_frame_bridge=first_frame_bridge)
 
     # ------------------------------------------------------------------------------------------ pieces
     def _audio_features(self, audio: np.ndarray, sample_rate: int, n_video_padded: int, device, dtype) -> torch.Tensor:
@@ -105,7 +112,10 @@ class AvatarVPipeline(DiffusionPipeline):
         device, dtype = tr.device, tr.dtype
         td = vae.config.temporal_downsample
         steps = num_inference_steps or cfg.steps
-        guidance = guidance or Guidance(audio=cfg.cfg_audio, reference=cfg.cfg_reference)
+        use_motion = getattr(cfg, "motion_stream", True)
+        use_reference_cache = use_reference_cache and getattr(cfg, "reference_attention", True)
+        use_ref_attention = getattr(cfg, "reference_attention", True)
+        guidance = guidance or Guidance(audio=cfg.cfg_audio, reference=cfg.cfg_reference if use_ref_attention else 1.0)
 
         # 1. inputs and reference latents
         ref = np.asarray(reference_frames)
@@ -120,7 +130,7 @@ class AvatarVPipeline(DiffusionPipeline):
         ref_pix = square_resize(ref[:n_ref_video], tr.config.sample_size).to(device, vae.dtype)
         ref_latents = vae.encode(ref_pix).to(dtype)
         ref_motion = None
-        if reference_motion is not None:
+        if reference_motion is not None and use_motion:
             ref_motion = torch.as_tensor(np.asarray(reference_motion, np.float32)[:n_ref_video])[None].to(device, dtype)
 
         # 2. lengths, chunk plan, audio features
@@ -133,7 +143,7 @@ class AvatarVPipeline(DiffusionPipeline):
 
         # 3. the reference, once
         cache = tr.encode_reference(ref_latents, ref_motion) if use_reference_cache else None
-        segments = [(ref_latents, ref_motion)]
+        segments = [(ref_latents, ref_motion)] if use_ref_attention else []
 
         C, h, w = ref_latents.shape[1], ref_latents.shape[3], ref_latents.shape[4]
         motion_dim = tr.config.motion_dim
@@ -150,6 +160,12 @@ class AvatarVPipeline(DiffusionPipeline):
             if n_bridge:
                 lat[:, :, :b], mot[:, :b] = prev_lat[:, :, -b:], prev_mot[:, -b:]
                 bridge_lat, bridge_mot = lat[:, :, :b].clone(), mot[:, :b].clone()
+            elif getattr(cfg, "first_frame_bridge", False):  # the reference's first frame opens the video, clean
+                n_bridge = 1
+                lat[:, :, :1] = ref_latents[:, :, :1]
+                if ref_motion is not None:
+                    mot[:, :1] = as_latent_rate(ref_motion, n_ref_latent, td)[:, :1]
+                bridge_lat, bridge_mot = lat[:, :, :1].clone(), mot[:, :1].clone()
             lead = min(td * s, td - 1 + margin)
             a0 = td * s - lead
             a_chunk = feats[:, a0 : td * (s + T_c - 1) + margin + 1]
@@ -160,11 +176,13 @@ class AvatarVPipeline(DiffusionPipeline):
 
                 def predict(use_ref: bool, use_audio: bool):
                     kw = dict(audio=a_chunk if use_audio else None, n_bridge=n_bridge, audio_lead=lead)
+                    m_in = mot if use_motion else None
                     if use_reference_cache:
-                        out = tr(lat, sigma, mot, reference=cache if use_ref else None, **kw)
+                        out = tr(lat, sigma, m_in, reference=cache if use_ref else None, **kw)
                     else:
-                        out = tr.forward_uncached(lat, sigma, mot, reference_segments=segments if use_ref else [], **kw)
-                    return out.sample, out.motion
+                        out = tr.forward_uncached(lat, sigma, m_in, reference_segments=segments if use_ref else [], **kw)
+                    # without a motion stream the motion state is carried unchanged (zero velocity)
+                    return out.sample, (out.motion if use_motion else torch.zeros_like(mot))
 
                 v_lat, v_mot = guided_velocity(predict, guidance)
                 packed = torch.cat([lat.flatten(), mot.flatten()])
@@ -173,7 +191,7 @@ class AvatarVPipeline(DiffusionPipeline):
                 lat = packed[: lat.numel()].view_as(lat)
                 mot = packed[lat.numel():].view_as(mot)
                 if n_bridge:  # bridge frames are given, not generated: keep them exactly
-                    lat[:, :, :b], mot[:, :b] = bridge_lat, bridge_mot
+                    lat[:, :, :n_bridge], mot[:, :n_bridge] = bridge_lat, bridge_mot
                 bar.update(1)
 
             chunks_latents.append(lat if k == 0 else lat[:, :, b:])
@@ -182,8 +200,9 @@ class AvatarVPipeline(DiffusionPipeline):
             a = cfg.anchor_latent_frames
             if k == 0 and a > 0 and len(starts) > 1:  # global appearance anchor for all later chunks
                 if use_reference_cache:
-                    cache = tr.extend_reference(cache, lat[:, :, :a], mot[:, :a])
-                segments = segments + [(lat[:, :, :a], mot[:, :a])]
+                    cache = tr.extend_reference(cache, lat[:, :, :a], mot[:, :a] if use_motion else None)
+                if use_ref_attention:
+                    segments = segments + [(lat[:, :, :a], mot[:, :a] if use_motion else None)]
         bar.close()
 
         # 6. decode once, trim to the audio's length
@@ -195,17 +214,21 @@ class AvatarVPipeline(DiffusionPipeline):
         return AvatarVPipelineOutput(frames=frames, motion=motion_video, latents=latents)
 
 
-def pipeline_from_config(cfg, vae, transformer, audio_encoder) -> AvatarVPipeline:
-    """Assemble the pipeline from trained parts and the typed config (dit section holds the inference knobs)."""
+def pipeline_from_config(cfg, vae, transformer, audio_encoder, conditions: dict | None = None) -> AvatarVPipeline:
+    """Assemble the pipeline from trained parts and the typed config (dit section holds the inference knobs);
+    `conditions` (a training stage's generator.json) says which conditions the transformer was trained with."""
     from ..diffusion.scheduler import make_scheduler
 
     d = cfg.dit
+    c = {"motion_stream": True, "reference_attention": True, "first_frame_bridge": False, **(conditions or {})}
     return AvatarVPipeline(vae=vae, transformer=transformer, audio_encoder=audio_encoder,
                            scheduler=make_scheduler(d.flow_shift), fps=cfg.corpus.fps,
                            chunk_latent_frames=d.chunk_latent_frames, bridge_latent_frames=d.bridge_latent_frames,
                            anchor_latent_frames=d.anchor_latent_frames,
                            reference_latent_frames=d.reference_latent_frames, steps=d.steps, cfg_audio=d.cfg_audio,
-                           cfg_reference=d.cfg_reference)
+                           cfg_reference=d.cfg_reference, motion_stream=bool(c["motion_stream"]),
+                           reference_attention=bool(c["reference_attention"]),
+                           first_frame_bridge=bool(c["first_frame_bridge"]))
 
 
 def checkpoint_layout(path) -> str | None:
@@ -242,4 +265,5 @@ def load_pipeline(path, cfg) -> AvatarVPipeline:
     vae = load_vae(vae_dir)
     transformer = AvatarTransformer3DModel.from_pretrained(str(path / "transformer")).eval()
     audio_encoder = AudioEncoder.from_pretrained(str(path / "audio_encoder"), low_cpu_mem_usage=False).eval()
-    return pipeline_from_config(cfg, vae, transformer, audio_encoder)
+    conditions = json.loads((path / CONDITIONS_FILE).read_text()) if (path / CONDITIONS_FILE).exists() else None
+    return pipeline_from_config(cfg, vae, transformer, audio_encoder, conditions)

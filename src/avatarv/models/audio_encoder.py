@@ -2,7 +2,7 @@
 
 Seed: the audio condition of the generator ("audio drives lips and motion"). A 1-D conv front end, a stride-4
 patch conv that lands exactly on the 25 fps video grid, then a small pre-norm transformer for context across
-syllables. It is trained jointly with the DiT (stages 04/05). When pretrained speech weights are supplied
+syllables (banded: ±context_frames, no absolute positions, so features do not depend on where a clip starts). It is trained jointly with the DiT (stages 04/05). When pretrained speech weights are supplied
 (wav2vec2 / Whisper in a local folder), `load_pretrained_audio_backbone` loads them with transformers and
 `PretrainedAudioBackbone.features_per_video_frame` resamples their hidden states to the same video-frame grid.
 """
@@ -37,7 +37,7 @@ class AudioEncoder(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, n_mels: int = 80, audio_dim: int = 128, layers: int = 2, heads: int = 4,
                  mel_frames_per_video_frame: int = 4, dropout: float = 0.0, mel_mean: float = 0.0,
-                 mel_std: float = 1.0, mouth_targets: int = 2):
+                 mel_std: float = 1.0, mouth_targets: int = 2, positional: bool = False, context_frames: int = 4):
         super().__init__()
         self.front = nn.Sequential(
             nn.Conv1d(n_mels, audio_dim, 3, padding=1), nn.GELU(),
@@ -66,8 +66,16 @@ class AudioEncoder(ModelMixin, ConfigMixin):
         k = self.config.mel_frames_per_video_frame
         f = mel.shape[-1] // k
         h = self.patch(self.front(mel[..., : f * k])).transpose(1, 2)  # (B, F, D)
-        h = h + sinusoidal_positions(f, h.shape[-1], h.device).to(h.dtype)
-        return self.norm(self.transformer(h))
+        mask = None
+        if self.config.positional:
+            h = h + sinusoidal_positions(f, h.shape[-1], h.device).to(h.dtype)
+        else:
+            # shift-invariant features: no absolute positions, each frame attends to ±context_frames only, so a
+            # 9-frame training window and a whole inference track give the same feature for the same sound
+            # (with absolute positions every chunk after the first got features from positions never trained on)
+            i = torch.arange(f, device=h.device)
+            mask = (i[:, None] - i[None, :]).abs() > self.config.context_frames  # True = may not attend
+        return self.norm(self.transformer(h, mask=mask))
 
 
 class PretrainedAudioBackbone(nn.Module):

@@ -49,10 +49,18 @@ class AvatarGenerator(nn.Module):
             reference = self.transformer.encode_reference(ref_latents, ref_motion)
         return self.transformer(latents, timestep, audio=audio, reference=reference, **dit_kwargs)
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, conditions: dict | None = None) -> Path:
+        """Diffusers component layout; `conditions` ({motion_stream, reference_attention, first_frame_bridge}: how
+        this stage trained the transformer) goes to generator.json so inference feeds it the same way."""
+        import json
+
+        from ..inference.pipeline import CONDITIONS_FILE
+
         path = Path(path)
         self.transformer.save_pretrained(str(path / "transformer"))
         self.audio_encoder.save_pretrained(str(path / "audio_encoder"))
+        if conditions is not None:
+            (path / CONDITIONS_FILE).write_text(json.dumps(conditions, indent=1))
         return path
 
     @classmethod

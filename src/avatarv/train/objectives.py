@@ -9,6 +9,8 @@ Loss terms (each returned separately so curves and ablations can show them):
 - `motion`: velocity MSE on the motion stream (the motion tokens are noised with the same t);
 - `audio_mouth`: MSE of the audio encoder's mouth read-out (models/audio_encoder.py) against the clip's
   mouth_open / mouth_width per video frame (motion channels 5, 6) — supervision of the audio features themselves;
+- `sync`: 1 − cosine of a frozen sync expert's lower-face and audio embeddings of the decoded predicted clean
+  clip (SyncLoss), weighted by (1 − t);
 - `identity`: 1 − cosine between a frozen face-embedding network's embeddings of the face in the decoded
   predicted clean frame and in the reference frame, weighted by (1 − t) because x0_hat is a blur at high noise.
 The total is `flow + Σ weight·term` with weights from params.yaml `train.<stage>.losses` (0 = off).
@@ -19,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -66,6 +69,77 @@ def crop_boxes(frames: torch.Tensor, boxes: torch.Tensor, size: int = 32) -> tor
     return F.grid_sample(frames, grid, align_corners=False, padding_mode="border")
 
 
+def crop_rects(frames: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Differentiable crops of (possibly non-square) boxes: frames (N, C, H, W), boxes (N, 4) normalised
+    [x0,y0,x1,y1] → (N, C, h, w) with size = (w, h); outside the frame the border repeats."""
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    theta = torch.zeros(len(frames), 2, 3, device=frames.device, dtype=frames.dtype)
+    theta[:, 0, 0] = (boxes[:, 2] - boxes[:, 0]).clamp(min=0.02)
+    theta[:, 1, 1] = (boxes[:, 3] - boxes[:, 1]).clamp(min=0.02)
+    theta[:, 0, 2], theta[:, 1, 2] = 2 * cx - 1, 2 * cy - 1
+    grid = F.affine_grid(theta, (len(frames), frames.shape[1], size[1], size[0]), align_corners=False)
+    return F.grid_sample(frames, grid, align_corners=False, padding_mode="border")
+
+
+def lower_face(face_box: torch.Tensor) -> torch.Tensor:
+    """SyncNet's lip region from a face box (the same rule as eval/face_track.mouth_box), normalised coords."""
+    x0, y0, x1, y1 = face_box.unbind(-1)
+    w, h = x1 - x0, y1 - y0
+    return torch.stack([x0 + 0.1 * w, y0 + 0.5 * h, x1 - 0.1 * w, y1 + 0.05 * h], -1)
+
+
+def tracked_face_boxes(frames: torch.Tensor) -> torch.Tensor:
+    """(B, T, H, W, 3) uint8 ground-truth frames → (B, T, 4) normalised face boxes from the eval face tracker.
+
+    The sync expert learnt its lip crops from the tracker's boxes; the corpus' own face boxes sit ~1 px lower on a
+    64-px face, enough to make the expert blind (1 − cos matched 0.83 vs shuffled audio 0.80; tracked: 0.53 vs 0.81)."""
+    from ..eval.face_track import track_face
+
+    H, W = frames.shape[2:4]
+    scale = torch.tensor([W, H, W, H], dtype=torch.float32)
+    return torch.stack([torch.as_tensor(np.asarray(track_face(f.numpy()).boxes, np.float32)) / scale for f in frames])
+
+
+@dataclass
+class SyncLoss:
+    """Frozen VAE decoder + frozen audio-visual sync expert → lip-sync term (Wav2Lip's "expert" loss).
+
+    A pixel or latent loss barely rewards a mouth that moves with speech (the mouth is a few latent cells; at
+    300 CPU steps the tiny A2V ignored even an oracle mouth signal: loss gain 5e-6). The expert embeds every
+    5-frame lower-face window of the decoded predicted clean clip and the matching audio window; the term is
+    1 − cosine, weighted by (1 − t) because x0_hat is a blur at high noise. The expert is trained on the training
+    identities with another seed than stage 10_eval's judge, so the generator is not graded by its own teacher."""
+
+    vae: Any
+    expert: Any
+    time_weighted: bool = True
+
+    def __call__(self, x0_hat: torch.Tensor, t: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        from ..eval.sync_expert import CROP, MELS_PER_FRAME, WINDOW
+
+        video = self.vae.decode(x0_hat.float())  # (B, 3, Tv, H, W) in [-1, 1]
+        B, _, Tv, H, W = video.shape
+        T = min(Tv, batch["face_box"].shape[1], batch["mel"].shape[-1] // MELS_PER_FRAME)
+        if T < WINDOW:
+            return x0_hat.new_zeros(())
+        frames = video[:, :, :T].transpose(1, 2).reshape(B * T, 3, H, W)
+        boxes = lower_face(tracked_face_boxes(batch["frames"][:, :T]).to(frames).reshape(B * T, 4))
+        grey = (crop_rects(frames, boxes, CROP) + 1) / 2  # (B·T, 3, h, w) in [0, 1]
+        grey = (grey * grey.new_tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1).unflatten(0, (B, T))
+        # the expert's per-clip normalisation (eval/sync_expert.prepare): temporal mean removed, one global scale
+        crops = grey - grey.mean(1, keepdim=True)
+        crops = crops / (crops.flatten(1).std(1)[:, None, None, None] + 1e-3)
+        starts = torch.arange(T - WINDOW + 1, device=crops.device)
+        win = crops[:, starts[:, None] + torch.arange(WINDOW, device=crops.device)[None]]  # (B, n, 5, h, w)
+        v = self.expert.embed_visual(win.flatten(0, 1)).unflatten(0, (B, len(starts)))
+        with torch.no_grad():
+            mel = batch["mel"][..., : T * MELS_PER_FRAME].float()
+            mel = (mel - mel.mean(-1, keepdim=True)) / (mel.flatten(1).std(1)[:, None, None] + 1e-3)
+            a = self.expert.embed_audio(mel[:, None])  # (B, n, D)
+        cos = (v * a).sum(-1)
+        return ((1 - cos) * ((1 - t) if self.time_weighted else torch.ones_like(t))[:, None]).mean()
+
+
 @dataclass
 class IdentityLoss:
     """Frozen VAE decoder + frozen face embedder → identity term (see module docstring)."""
@@ -107,6 +181,7 @@ def flow_loss(
     *,
     text_lookup: Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]] | None = None,
     identity: IdentityLoss | None = None,
+    sync: SyncLoss | None = None,
     td: int = 4,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """One stochastic evaluation of the stage objective on a micro-batch (randomness only from `gen`)."""
@@ -171,6 +246,11 @@ def flow_loss(
     if identity is not None and w.get("identity", 0) > 0 and "ref_frames" in batch and T > 1:
         x0_hat = x_t - te * pred
         terms["identity"] = identity(x0_hat, t, batch)
+    if sync is not None and w.get("sync", 0) > 0:
+        x0_hat = x_t - te * pred
+        if n_bridge:  # bridge frames are given clean
+            x0_hat = torch.cat([x0[:, :, :n_bridge], x0_hat[:, :, n_bridge:]], dim=2)
+        terms["sync"] = sync(x0_hat, t, batch)
     total = terms["flow"]
     for name, val in terms.items():
         if name != "flow":

@@ -136,8 +136,13 @@ def run_proof(cfg, paths, outcomes: dict, vae, ws: WindowSet, *, progress: bool 
     table["val_flow"] = [flow.get(m, float("nan")) for m in table["method"]]
     row = table.set_index("method")
     checks = {}
+    # the interim lip probe must first pass its own known answer (real target > still frame); on the tiny corpus it
+    # has failed it (ground truth -0.20), so lip sync is then left to stage 10's validated sync expert
+    # (reports/curriculum_checks.md) instead of being claimed from an invalid probe
+    checks["lip_probe_valid"] = bool(row.at["ground_truth", "lip_sync"] > row.at["static_reference", "lip_sync"])
     if "full" in row.index:
-        checks["lip_sync_beats_static_reference"] = bool(row.at["full", "lip_sync"] > row.at["static_reference", "lip_sync"])
+        if checks["lip_probe_valid"]:
+            checks["lip_sync_beats_static_reference"] = bool(row.at["full", "lip_sync"] > row.at["static_reference", "lip_sync"])
         checks["identity_same_above_other"] = bool(row.at["full", "id_same"] > row.at["full", "id_other"])
         if "no_motion" in row.index:
             checks["motion_style_beats_generic_motion"] = bool(row.at["full", "motion_style"] > row.at["no_motion", "motion_style"])

@@ -20,8 +20,9 @@ from ..config import Config
 from ..data.datasets import PairBatches, WindowSet, load_pairs
 from .identity import train_face_embedder
 from .loop import loss_drop, make_accelerator, train_loop
-from .objectives import FlowSpec, IdentityLoss, flow_loss
-from .stage import StageOutcome, StagePaths, init_generator, load_stage_vae, pick_device, stage_windows, validation_loss
+from .objectives import FlowSpec, IdentityLoss, SyncLoss, flow_loss
+from .stage import (StageOutcome, StagePaths, init_generator, load_stage_vae, load_sync_judge, pick_device, stage_windows,
+                    validation_loss)
 
 STAGE = "sft"
 AUX_TERMS = ("face", "lip", "identity", "motion")
@@ -54,17 +55,21 @@ def train_sft(cfg: Config, paths: StagePaths, ws: WindowSet, vae, embedder, *, l
     source = PairBatches(ws, pairs, st.batch_size, seed=cfg.seed + 2, splits=("train",), td=td)
     spec = sft_spec(cfg, losses)
     identity = IdentityLoss(vae, embedder) if float(losses.get("identity", 0)) > 0 else None
+    sync = None
+    if float(losses.get("sync", 0)) > 0:
+        vae.requires_grad_(False)
+        sync = SyncLoss(vae, load_sync_judge(cfg, paths, progress=progress))
     model = init_generator(cfg, vae.config.latent_channels, paths.final("a2v")).to(device)
 
     def loss_fn(m, batch, gen, step):
-        return flow_loss(m, batch, gen, spec, identity=identity, td=td)
+        return flow_loss(m, batch, gen, spec, identity=identity, sync=sync, td=td)
 
     run_dir = paths.run_dir(STAGE) if name == STAGE else paths.run_dir(STAGE) / "ablations" / name
     res = train_loop(model, loss_fn, source, st, run_dir, seed=cfg.seed + 2, total_steps=total, resume=resume,
                      accelerator=accelerator or make_accelerator(st.mixed_precision, str(device)), progress=progress)
     final = res.ema_model or res.model
     final_dir = run_dir / "final"
-    final.save(final_dir)
+    final.save(final_dir, {"motion_stream": spec.motion, "reference_attention": True, "first_frame_bridge": False})
     holdout = PairBatches(ws, pairs, st.batch_size, seed=0, splits=("holdout",), td=td)
     val = validation_loss(final, ws, None, spec, seed=cfg.seed, pair_items=holdout.items, td=td,
                           max_items=2 * st.eval_pairs)

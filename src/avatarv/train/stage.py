@@ -137,3 +137,28 @@ def paths_from_args(args) -> StagePaths:
 def print_outcome(out: StageOutcome) -> int:
     print(json.dumps({"stage": out.stage, "final": str(out.final_dir), **out.metrics}, default=str))
     return 0
+
+
+SYNC_JUDGE_SEED_OFFSET = 17  # not stage 10_eval's seed: the generator must not be graded by its own teacher
+
+
+SYNC_GRADER_SEED_OFFSET = 29  # a third expert that grades the stages' samples without having taught them
+
+
+def load_sync_judge(cfg: Config, paths: StagePaths, progress: bool = True, name: str = "sync_judge",
+                    seed_offset: int = SYNC_JUDGE_SEED_OFFSET):
+    """The frozen sync expert behind the `sync` loss (objectives.SyncLoss): trained once on the training
+    identities' clean clips (eval/sync_expert, another seed than 10_eval's judge) into runs/a2v/<name>,
+    reused by SFT. `name="sync_grader"` gives the stages' own grader (another seed again)."""
+    import pandas as pd
+
+    from ..eval.stage import train_expert
+    from ..eval.sync_expert import load_sync_expert
+
+    out = paths.run_dir("a2v") / name
+    if not (out / "config.json").exists():
+        manifest = pd.read_parquet(Path(paths.corpus) / "manifest.parquet")
+        train_expert(cfg, Path(paths.corpus), manifest, out, progress=progress, seed=cfg.seed + seed_offset)
+    judge = load_sync_expert(out)
+    judge.requires_grad_(False)
+    return judge

@@ -21,6 +21,8 @@ from .stage import StageOutcome, StagePaths, init_generator, load_stage_vae, pic
 from .text import TextBank
 
 STAGE = "t2v"
+# how this stage feeds the transformer; inference reads it back (inference/pipeline.py CONDITIONS_FILE)
+CONDITIONS = {"motion_stream": False, "reference_attention": False, "first_frame_bridge": False}
 
 
 class PhasedBatches:
@@ -81,7 +83,7 @@ def run(cfg: Config, paths: StagePaths | None = None, *, steps: int | None = Non
                      progress=progress)
     final = res.ema_model or res.model
     val_after = validation_loss(final, ws, val_idx, spec, seed=cfg.seed, latent_frames=lf_full, text_lookup=text, td=td)
-    final.save(paths.final(STAGE))
+    final.save(paths.final(STAGE), CONDITIONS)
     phase_loss = []
     for i, (frames, size, end) in enumerate(plan):  # per-phase mean loss, for the curriculum plot
         seg = [h["loss"] for h in res.state.history[(plan[i - 1][2] if i else 0) : end]]
