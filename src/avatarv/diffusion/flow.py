@@ -17,10 +17,11 @@ def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
 def sample_timesteps(batch: int, generator: torch.Generator | None = None, shift: float = 1.0,
                      device: torch.device | str = "cpu", logit_normal: bool = True) -> torch.Tensor:
     """(B,) training times: logit-normal (mass in the middle, where velocity is hardest to learn), then shifted."""
+    on = generator.device if generator is not None else torch.device("cpu")  # draw where the generator lives
     if logit_normal:
-        t = torch.sigmoid(torch.randn(batch, generator=generator))
+        t = torch.sigmoid(torch.randn(batch, generator=generator, device=on))
     else:
-        t = torch.rand(batch, generator=generator)
+        t = torch.rand(batch, generator=generator, device=on)
     return shift_timesteps(t, shift).to(device)
 
 

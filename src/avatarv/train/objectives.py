@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..diffusion.flow import sample_timesteps
 from ..models.latent_time import pool_to_latent_rate
 
 
@@ -41,12 +42,6 @@ class FlowSpec:
     cond_dropout: float = 0.1  # per-sample, per-condition drop rate (classifier-free guidance)
     timestep_shift: float = 1.0
     losses: dict[str, float] = field(default_factory=dict)  # face, lip, identity, motion weights
-
-
-def sample_timesteps(b: int, gen: torch.Generator, device, shift: float = 1.0) -> torch.Tensor:
-    """Logit-normal flow times (SD3), optionally shifted towards noise for larger frames."""
-    t = torch.sigmoid(torch.randn(b, generator=gen, device=device))
-    return shift * t / (1 + (shift - 1) * t)
 
 
 def box_mask(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -188,7 +183,7 @@ def flow_loss(
     x0 = batch["latents"].float()
     B, C, T, H, W = x0.shape
     dev = x0.device
-    t = sample_timesteps(B, gen, dev, spec.timestep_shift)
+    t = sample_timesteps(B, gen, spec.timestep_shift, dev)
     noise = torch.randn(x0.shape, generator=gen, device=dev)
     n_bridge = spec.n_bridge
     if n_bridge == 0 and spec.bridge_prob > 0 and T > 1:
