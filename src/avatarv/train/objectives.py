@@ -71,7 +71,11 @@ def crop_rects(frames: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int])
     theta = torch.zeros(len(frames), 2, 3, device=frames.device, dtype=frames.dtype)
     theta[:, 0, 0] = (boxes[:, 2] - boxes[:, 0]).clamp(min=0.02)
     theta[:, 1, 1] = (boxes[:, 3] - boxes[:, 1]).clamp(min=0.02)
-    theta[:, 0, 2], theta[:, 1, 2] = 2 * cx - 1, 2 * cy - 1
+    # output pixel j samples the input at x0 + j·(box width)/w pixels, the convention of eval/face_track.crop_resize
+    # (cv2.warpAffine) that the sync expert learnt from; the plain affine_grid mapping sits half a pixel off
+    H, W = frames.shape[-2:]
+    theta[:, 0, 2] = 2 * cx - 1 + 1.0 / W - theta[:, 0, 0] / size[0]
+    theta[:, 1, 2] = 2 * cy - 1 + 1.0 / H - theta[:, 1, 1] / size[1]
     grid = F.affine_grid(theta, (len(frames), frames.shape[1], size[1], size[0]), align_corners=False)
     return F.grid_sample(frames, grid, align_corners=False, padding_mode="border")
 
@@ -122,8 +126,7 @@ class SyncLoss:
         grey = (crop_rects(frames, boxes, CROP) + 1) / 2  # (B·T, 3, h, w) in [0, 1]
         grey = (grey * grey.new_tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1).unflatten(0, (B, T))
         # the expert's per-clip normalisation (eval/sync_expert.prepare): temporal mean removed, one global scale
-        crops = grey - grey.mean(1, keepdim=True)
-        crops = crops / (crops.flatten(1).std(1)[:, None, None, None] + 1e-3)
+        crops = (grey - grey.mean(1, keepdim=True)) / (grey.flatten(1).std(1)[:, None, None, None] + 1e-3)
         starts = torch.arange(T - WINDOW + 1, device=crops.device)
         win = crops[:, starts[:, None] + torch.arange(WINDOW, device=crops.device)[None]]  # (B, n, 5, h, w)
         v = self.expert.embed_visual(win.flatten(0, 1)).unflatten(0, (B, len(starts)))

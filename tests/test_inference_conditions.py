@@ -1,0 +1,168 @@
+"""AvatarVPipeline fed the way a stage trained its transformer (generator.json → motion_stream, reference_attention,
+first_frame_bridge): known answers for each flag, and the save → load_pipeline round trip of the conditions."""
+
+from __future__ import annotations
+
+import json
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+
+from avatarv.diffusion.guidance import Guidance
+from avatarv.inference.pipeline import CONDITIONS_FILE, AvatarVPipeline, pipeline_from_config, square_resize
+
+SR = 16000
+A2V = {"motion_stream": False, "reference_attention": False, "first_frame_bridge": True}
+
+
+@pytest.fixture(scope="module")
+def parts():
+    from avatarv.models.audio_encoder import AudioEncoder
+    from avatarv.models.dit import AvatarTransformer3DModel
+    from avatarv.models.vae import AvatarVideoVAE
+
+    torch.manual_seed(0)
+    vae = AvatarVideoVAE(latent_channels=4, base_channels=8, spatial_downsample=4).eval()
+    audio_encoder = AudioEncoder(audio_dim=8, layers=1, heads=2).eval()
+    dit = AvatarTransformer3DModel(in_channels=4, hidden=32, layers=2, heads=2, audio_dim=8, sample_size=32).eval()
+    return vae, dit, audio_encoder
+
+
+def _pipe(parts, **flags):
+    from avatarv.diffusion.scheduler import make_scheduler
+
+    vae, dit, audio_encoder = parts
+    return AvatarVPipeline(vae, dit, audio_encoder, make_scheduler(), chunk_latent_frames=4, bridge_latent_frames=1,
+                           anchor_latent_frames=1, reference_latent_frames=2, steps=2, **flags)
+
+
+def _ref(n=9, seed=0):
+    return (np.random.default_rng(seed).random((n, 40, 48, 3)) * 255).astype(np.uint8)
+
+
+def _speech(seconds=1.3, seed=1):
+    t = np.arange(int(SR * seconds)) / SR
+    noise = 0.01 * np.random.default_rng(seed).standard_normal(t.size)
+    return (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + noise).astype(np.float32)
+
+
+def _run(pipe, ref=None, **kw):
+    kw.setdefault("guidance", Guidance(audio=2.0, reference=1.5))
+    return pipe(_ref() if ref is None else ref, _speech(), SR, num_inference_steps=2,
+                generator=torch.Generator().manual_seed(0), progress=False, **kw)
+
+
+def _motion(seed=2, n=9):
+    return np.random.default_rng(seed).standard_normal((n, 16)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------ first_frame_bridge
+def test_first_frame_bridge_opens_the_video_with_the_references_first_latent(parts):
+    vae, dit, _ = parts
+    with torch.no_grad():
+        ref_latents = vae.encode(square_resize(_ref()[:5], dit.config.sample_size))  # 2 latent frames = 5 video frames
+    seen = []
+    real = dit.forward
+
+    def spy(latents, *a, n_bridge=0, **kw):
+        seen.append(n_bridge)
+        return real(latents, *a, n_bridge=n_bridge, **kw)
+
+    with mock.patch.object(dit, "forward", side_effect=spy):
+        out = _run(_pipe(parts, first_frame_bridge=True))
+    assert torch.equal(out.latents[:, :, :1], ref_latents[:, :, :1])
+    assert set(seen) == {1}  # chunk 0 has its bridge too, chunks 1, 2 the previous chunk's frame
+    plain = _run(_pipe(parts))
+    assert not torch.allclose(plain.latents[:, :, :1], ref_latents[:, :, :1], atol=1e-2)
+    # the bridge sits only in the first frame: the rest is generated (differs from the reference's frame 1)
+    assert not torch.allclose(out.latents[:, :, 1:2], ref_latents[:, :, 1:2], atol=1e-2)
+
+
+# ------------------------------------------------------------------------------------------------ motion_stream
+def test_without_motion_stream_the_transformer_never_sees_motion(parts):
+    _, dit, _ = parts
+    pipe = _pipe(parts, motion_stream=False)
+    with mock.patch.object(dit, "forward", wraps=dit.forward) as fwd, \
+            mock.patch.object(dit, "_reference_pass", wraps=dit._reference_pass) as ref_pass:
+        a = _run(pipe, reference_motion=_motion())
+    assert fwd.call_count == 3 * 2 * 3  # 3 chunks × 2 steps × 3 CFG branches
+    for call in fwd.call_args_list:
+        motion = call.args[2] if len(call.args) > 2 else call.kwargs.get("motion")
+        assert motion is None
+    assert ref_pass.call_count == 2 and all(c.args[1] is None for c in ref_pass.call_args_list)
+    b = _run(pipe, reference_motion=None)
+    c = _run(pipe, reference_motion=_motion(seed=5))
+    assert torch.equal(a.latents, b.latents) and torch.equal(a.latents, c.latents)
+    # with the stream on, the reference motion does change the result (the check above is not vacuous)
+    on = _pipe(parts, motion_stream=True)
+    assert not torch.equal(_run(on, reference_motion=_motion()).latents, _run(on, reference_motion=_motion(seed=5)).latents)
+
+
+# ------------------------------------------------------------------------------------------------ reference_attention
+def _other_tail(ref, seed=7):
+    other = ref.copy()
+    other[1:] = _ref(seed=seed)[1:]
+    return other
+
+
+def test_without_reference_attention_only_the_first_frame_of_the_reference_matters(parts):
+    _, dit, _ = parts
+    pipe = _pipe(parts, reference_attention=False, first_frame_bridge=True)
+    ref = _ref()
+    with mock.patch.object(dit, "encode_reference", wraps=dit.encode_reference) as enc, \
+            mock.patch.object(dit, "extend_reference", wraps=dit.extend_reference) as ext, \
+            mock.patch.object(dit, "forward_uncached", wraps=dit.forward_uncached) as unc, \
+            mock.patch.object(dit, "forward", wraps=dit.forward) as fwd:
+        a = _run(pipe, ref)
+    assert enc.call_count == 0 and ext.call_count == 0
+    calls = unc.call_args_list + fwd.call_args_list
+    assert calls and all(not c.kwargs.get("reference_segments") and c.kwargs.get("reference") is None for c in calls)
+    b = _run(pipe, _other_tail(ref))
+    torch.testing.assert_close(a.latents, b.latents, atol=1e-5, rtol=1e-5)
+    # frame 0 does matter (it is the bridge), and with reference attention on the tail matters too
+    assert not torch.allclose(a.latents, _run(pipe, _other_tail(ref)[::-1].copy()).latents, atol=1e-3)
+    on = _pipe(parts, reference_attention=True, first_frame_bridge=True)
+    assert not torch.allclose(_run(on, ref).latents, _run(on, _other_tail(ref)).latents, atol=1e-3)
+
+
+def test_without_reference_attention_and_bridge_the_reference_is_unused(parts):
+    pipe = _pipe(parts, reference_attention=False)
+    a, b = _run(pipe, _ref()), _run(pipe, _ref(seed=9))
+    assert torch.equal(a.latents, b.latents)
+
+
+# ------------------------------------------------------------------------------------------------ config + save/load
+def test_pipeline_from_config_reads_the_conditions(parts, tiny_cfg):
+    vae, dit, audio_encoder = parts
+    default = pipeline_from_config(tiny_cfg, vae, dit, audio_encoder)
+    assert (default.config.motion_stream, default.config.reference_attention, default.config.first_frame_bridge) == \
+        (True, True, False)
+    a2v = pipeline_from_config(tiny_cfg, vae, dit, audio_encoder, A2V)
+    assert (a2v.config.motion_stream, a2v.config.reference_attention, a2v.config.first_frame_bridge) == (False, False, True)
+    partial = pipeline_from_config(tiny_cfg, vae, dit, audio_encoder, {"first_frame_bridge": True})
+    assert (partial.config.motion_stream, partial.config.reference_attention, partial.config.first_frame_bridge) == \
+        (True, True, True)
+    assert a2v.config.chunk_latent_frames == tiny_cfg.dit.chunk_latent_frames and a2v.config.fps == tiny_cfg.corpus.fps
+
+
+@pytest.mark.parametrize("conditions", [A2V, {"motion_stream": False, "reference_attention": True,
+                                              "first_frame_bridge": False}, None])
+def test_generator_save_then_load_pipeline_keeps_the_conditions(parts, tiny_cfg, tmp_path, conditions):
+    from avatarv.inference.pipeline import load_pipeline
+    from avatarv.train.generator import AvatarGenerator
+
+    vae, dit, audio_encoder = parts
+    d = AvatarGenerator(dit, audio_encoder).save(tmp_path / "final", conditions)
+    vae.save_pretrained(d / "vae")
+    assert (d / CONDITIONS_FILE).exists() == (conditions is not None)
+    if conditions is not None:
+        assert json.loads((d / CONDITIONS_FILE).read_text()) == conditions
+    pipe = load_pipeline(d, tiny_cfg)
+    want = conditions or {"motion_stream": True, "reference_attention": True, "first_frame_bridge": False}
+    assert {k: pipe.config[k] for k in want} == want
+    # the loaded pipeline generates like one assembled in memory with the same conditions
+    mem = pipeline_from_config(tiny_cfg, vae, dit, audio_encoder, conditions)
+    run = {"guidance": Guidance(1.0, 1.0)}
+    torch.testing.assert_close(_run(pipe, **run).latents, _run(mem, **run).latents, atol=1e-5, rtol=1e-5)
