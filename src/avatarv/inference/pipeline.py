@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ..diffusion.guidance import Guidance, guided_velocity
 from ..models.audio_features import log_mel
+from ..models.motion import apply_motion_calibration
 from ..models.latent_time import as_latent_rate, expand_to_video_rate, latent_frames_for, video_frames_for
 
 CONDITIONS_FILE = "generator.json"  # written next to transformer/ by the training stages (train/generator.py)
@@ -66,7 +67,8 @@ class AvatarVPipeline(DiffusionPipeline):
     def __init__(self, vae, transformer, audio_encoder, scheduler, fps: int = 25, chunk_latent_frames: int = 4,
                  bridge_latent_frames: int = 1, anchor_latent_frames: int = 1, reference_latent_frames: int = 2,
                  steps: int = 12, cfg_audio: float = 2.0, cfg_reference: float = 1.5, motion_stream: bool = True,
-                 reference_attention: bool = True, first_frame_bridge: bool = False):
+                 reference_attention: bool = True, first_frame_bridge: bool = False,
+                 motion_calibration: dict | None = None):
         super().__init__()
         self.register_modules(vae=vae, transformer=transformer, audio_encoder=audio_encoder, scheduler=scheduler)
         # the last three say how the transformer was trained (train/generator.py GeneratorConditions): an A2V model
@@ -74,7 +76,8 @@ class AvatarVPipeline(DiffusionPipeline):
         self.register_to_config(fps=fps, chunk_latent_frames=chunk_latent_frames, bridge_latent_frames=bridge_latent_frames,
                                 anchor_latent_frames=anchor_latent_frames, reference_latent_frames=reference_latent_frames,
                                 steps=steps, cfg_audio=cfg_audio, cfg_reference=cfg_reference, motion_stream=motion_stream,
-                                reference_attention=reference_attention, first_frame_bridge=first_frame_bridge)
+                                reference_attention=reference_attention, first_frame_bridge=first_frame_bridge,
+                                motion_calibration=motion_calibration)
 
     # ------------------------------------------------------------------------------------------ pieces
     def _audio_features(self, audio: np.ndarray, sample_rate: int, n_video_padded: int, device, dtype) -> torch.Tensor:
@@ -131,7 +134,9 @@ class AvatarVPipeline(DiffusionPipeline):
         ref_latents = vae.encode(ref_pix).to(dtype)
         ref_motion = None
         if reference_motion is not None and use_motion:
-            ref_motion = torch.as_tensor(np.asarray(reference_motion, np.float32)[:n_ref_video])[None].to(device, dtype)
+            # measured motion (MediaPipe) → the representation the transformer was trained on (models/motion.py)
+            measured = apply_motion_calibration(np.asarray(reference_motion, np.float32), getattr(cfg, "motion_calibration", None))
+            ref_motion = torch.as_tensor(measured[:n_ref_video])[None].to(device, dtype)
 
         # 2. lengths, chunk plan, audio features
         n_video = max(1, int(round(len(audio) / sample_rate * cfg.fps)))
@@ -228,7 +233,7 @@ def pipeline_from_config(cfg, vae, transformer, audio_encoder, conditions: dict 
                            reference_latent_frames=d.reference_latent_frames, steps=d.steps, cfg_audio=d.cfg_audio,
                            cfg_reference=d.cfg_reference, motion_stream=bool(c["motion_stream"]),
                            reference_attention=bool(c["reference_attention"]),
-                           first_frame_bridge=bool(c["first_frame_bridge"]))
+                           first_frame_bridge=bool(c["first_frame_bridge"]), motion_calibration=c.get("motion_calibration"))
 
 
 def checkpoint_layout(path) -> str | None:

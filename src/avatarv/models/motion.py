@@ -283,3 +283,33 @@ def motion_style_similarity(a: dict[str, float], b: dict[str, float]) -> float:
 def style_from_manifest(row: Any) -> dict[str, float]:
     """The corpus' generating motion style (JSON in the `motion_style` column) as a dict."""
     return json.loads(row["motion_style"]) if isinstance(row["motion_style"], str) else dict(row["motion_style"])
+
+
+def fit_motion_calibration(measured: list[np.ndarray], truth: list[np.ndarray]) -> dict:
+    """Per-channel least-squares map from the motion measured on video (extract_motion, MediaPipe) to the motion the
+    model was trained on (corpus ground truth): truth ≈ scale·measured + shift. The two disagree in offset and scale
+    (e.g. yaw mean 0.72 vs 0.22, dx spread ×3.5 on a corpus clip), and a channel the extractor cannot see
+    (correlation ≈ 0) gets scale ≈ 0, i.e. the training mean — better than feeding the model a foreign signal."""
+    x = np.concatenate([np.asarray(m, np.float64)[: len(t)] for m, t in zip(measured, truth)])
+    y = np.concatenate([np.asarray(t, np.float64)[: len(m)] for m, t in zip(measured, truth)])
+    ok = np.isfinite(x).all(1) & np.isfinite(y).all(1)
+    x, y = x[ok], y[ok]
+    if len(x) < 2:
+        raise ValueError("fit_motion_calibration: fewer than 2 frames with finite motion")
+    xm, ym = x.mean(0), y.mean(0)
+    var = ((x - xm) ** 2).mean(0)
+    cov = ((x - xm) * (y - ym)).mean(0)
+    scale = np.where(var > 1e-10, cov / np.maximum(var, 1e-10), 0.0)
+    shift = ym - scale * xm
+    sx, sy = np.sqrt(var), y.std(0)
+    r = np.where((sx > 1e-8) & (sy > 1e-8), cov / np.maximum(sx * sy, 1e-12), 0.0)
+    return {"scale": scale.round(6).tolist(), "shift": shift.round(6).tolist(), "r": r.round(4).tolist(),
+            "n_frames": int(len(x))}
+
+
+def apply_motion_calibration(motion: np.ndarray, calibration: dict | None) -> np.ndarray:
+    """(T, 16) measured motion → the training representation (identity when calibration is None)."""
+    if not calibration:
+        return motion
+    m = np.asarray(motion, np.float32)
+    return (m * np.asarray(calibration["scale"], np.float32) + np.asarray(calibration["shift"], np.float32)).astype(np.float32)

@@ -69,7 +69,8 @@ def train_sft(cfg: Config, paths: StagePaths, ws: WindowSet, vae, embedder, *, l
                      accelerator=accelerator or make_accelerator(st.mixed_precision, str(device)), progress=progress)
     final = res.ema_model or res.model
     final_dir = run_dir / "final"
-    final.save(final_dir, {"motion_stream": spec.motion, "reference_attention": True, "first_frame_bridge": False})
+    final.save(final_dir, {"motion_stream": spec.motion, "reference_attention": True, "first_frame_bridge": False,
+                           "motion_calibration": motion_calibration(paths) if spec.motion else None})
     holdout = PairBatches(ws, pairs, st.batch_size, seed=0, splits=("holdout",), td=td)
     val = validation_loss(final, ws, None, spec, seed=cfg.seed, pair_items=holdout.items, td=td,
                           max_items=2 * st.eval_pairs)
@@ -77,6 +78,38 @@ def train_sft(cfg: Config, paths: StagePaths, ws: WindowSet, vae, embedder, *, l
                "losses": dict(losses), "train_pairs": len(source), "holdout_pairs": len(holdout),
                "resumed_from": res.resumed_from}
     return StageOutcome(name, run_dir, final_dir, res.state.history, metrics)
+
+
+CALIBRATION_CLIPS = 12
+
+
+def motion_calibration(paths: StagePaths, n_clips: int = CALIBRATION_CLIPS) -> dict:
+    """The map from motion measured on video (what inference gets from a reference clip) to the corpus ground truth
+    the motion stream is trained on, fitted once on training-identity clips into runs/sft/motion_calibration.json
+    and written into every motion-stream variant's generator.json (inference/pipeline.py applies it)."""
+    import json
+
+    import pandas as pd
+
+    from ..media import atomic_path, read_video
+    from ..models.motion import extract_motion, fit_motion_calibration, motion_from_manifest_row
+
+    out = paths.run_dir(STAGE) / "motion_calibration.json"
+    if out.exists():
+        return json.loads(out.read_text())
+    manifest = pd.read_parquet(Path(paths.corpus) / "manifest.parquet")
+    rows = manifest[(manifest["split"] == "train") & (manifest["distractor"].fillna("") == "")].sort_values("clip_id")
+    rows = rows.groupby("identity").head(1).head(n_clips)
+    measured, truth = [], []
+    for _, r in rows.iterrows():
+        frames = read_video(Path(paths.corpus) / r["path"]).frames
+        measured.append(extract_motion(frames))
+        truth.append(motion_from_manifest_row(r))
+    cal = {**fit_motion_calibration(measured, truth), "clips": [str(c) for c in rows["clip_id"]]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(json.dumps(cal, indent=1))
+    return cal
 
 
 def prepare(cfg: Config, paths: StagePaths, progress: bool = True):
@@ -107,6 +140,7 @@ def run_ablations(cfg: Config, paths: StagePaths | None = None, *, steps: int | 
     variants = variants if variants is not None else (cfg.train.sft.variants or None)
     workers = workers if workers is not None else cfg.train.sft.workers
     vae, ws, embedder, _ = prepare(cfg, paths, progress)  # builds the caches the workers then load
+    motion_calibration(paths)  # once, before the workers read it
     todo = {n: l for n, l in ablation_variants(cfg.train.sft.losses).items() if variants is None or n in variants}
     if workers <= 1 or len(todo) <= 1:
         return {name: train_sft(cfg, paths, ws, vae, embedder, losses=losses, name=STAGE if name == "full" else name,
