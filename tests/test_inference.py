@@ -6,6 +6,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
+from _inference_fixtures import tiny_pipeline, tiny_pipeline_parts
 
 from avatarv.diffusion.guidance import Guidance
 from avatarv.inference.pipeline import AvatarVPipeline, chunk_starts
@@ -15,17 +16,7 @@ SR = 16000
 
 @pytest.fixture(scope="module")
 def pipe():
-    from avatarv.diffusion.scheduler import make_scheduler
-    from avatarv.models.audio_encoder import AudioEncoder
-    from avatarv.models.dit import AvatarTransformer3DModel
-    from avatarv.models.vae import AvatarVideoVAE
-
-    torch.manual_seed(0)
-    vae = AvatarVideoVAE(latent_channels=4, base_channels=8, spatial_downsample=4).eval()
-    audio_encoder = AudioEncoder(audio_dim=8, layers=1, heads=2).eval()
-    dit = AvatarTransformer3DModel(in_channels=4, hidden=32, layers=2, heads=2, audio_dim=8, sample_size=32).eval()
-    return AvatarVPipeline(vae, dit, audio_encoder, make_scheduler(), chunk_latent_frames=4, bridge_latent_frames=1,
-                           anchor_latent_frames=1, reference_latent_frames=2, steps=2)
+    return tiny_pipeline(tiny_pipeline_parts())
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,10 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
+from _inference_fixtures import tiny_pipeline, tiny_pipeline_parts
 
 from avatarv.diffusion.guidance import Guidance
-from avatarv.inference.pipeline import CONDITIONS_FILE, AvatarVPipeline, pipeline_from_config, square_resize
+from avatarv.inference.pipeline import CONDITIONS_FILE, pipeline_from_config, square_resize
 
 SR = 16000
 A2V = {"motion_stream": False, "reference_attention": False, "first_frame_bridge": True}
@@ -19,23 +20,11 @@ A2V = {"motion_stream": False, "reference_attention": False, "first_frame_bridge
 
 @pytest.fixture(scope="module")
 def parts():
-    from avatarv.models.audio_encoder import AudioEncoder
-    from avatarv.models.dit import AvatarTransformer3DModel
-    from avatarv.models.vae import AvatarVideoVAE
-
-    torch.manual_seed(0)
-    vae = AvatarVideoVAE(latent_channels=4, base_channels=8, spatial_downsample=4).eval()
-    audio_encoder = AudioEncoder(audio_dim=8, layers=1, heads=2).eval()
-    dit = AvatarTransformer3DModel(in_channels=4, hidden=32, layers=2, heads=2, audio_dim=8, sample_size=32).eval()
-    return vae, dit, audio_encoder
+    return tiny_pipeline_parts()
 
 
 def _pipe(parts, **flags):
-    from avatarv.diffusion.scheduler import make_scheduler
-
-    vae, dit, audio_encoder = parts
-    return AvatarVPipeline(vae, dit, audio_encoder, make_scheduler(), chunk_latent_frames=4, bridge_latent_frames=1,
-                           anchor_latent_frames=1, reference_latent_frames=2, steps=2, **flags)
+    return tiny_pipeline(parts, **flags)
 
 
 def _ref(n=9, seed=0):

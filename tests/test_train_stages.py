@@ -71,6 +71,8 @@ def test_curriculum_end_to_end(corpus, tmp_path):
     cfg.dit.hidden, cfg.dit.layers, cfg.dit.heads, cfg.dit.steps = 32, 2, 2, 3
     for st in (cfg.train.t2v, cfg.train.a2v, cfg.train.sft, cfg.train.lora):
         st.batch_size, st.checkpoint_every, st.eval_pairs = 2, 4, 2
+    # the sync judge/grader of a2v/sft train on these 17-frame clips: shifts of ±2 need 14 frames
+    cfg.eval.sync_expert_max_shift, cfg.eval.sync_expert_steps, cfg.eval.sync_expert_batch = 2, 3, 4
     paths = StagePaths(corpus=corpus, curated=tmp_path / "none", vae=tmp_path / "vae", runs=tmp_path / "runs")
     fake_text = lambda caps: torch.stack([torch.randn(4, 384, generator=torch.Generator().manual_seed(len(c))) for c in caps])
     o1 = t2v.run(cfg, paths, steps=6, text_encode=fake_text, progress=False)

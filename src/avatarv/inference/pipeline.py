@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 
 from ..diffusion.guidance import Guidance, guided_velocity
 from ..models.audio_features import log_mel
-from ..models.motion import apply_motion_calibration
 from ..models.latent_time import as_latent_rate, expand_to_video_rate, latent_frames_for, video_frames_for
+from ..models.motion import apply_motion_calibration
 
 CONDITIONS_FILE = "generator.json"  # written next to transformer/ by the training stages (train/generator.py)
 
@@ -71,8 +71,8 @@ class AvatarVPipeline(DiffusionPipeline):
                  motion_calibration: dict | None = None):
         super().__init__()
         self.register_modules(vae=vae, transformer=transformer, audio_encoder=audio_encoder, scheduler=scheduler)
-        # the last three say how the transformer was trained (train/generator.py GeneratorConditions): an A2V model
-        # never saw motion tokens or a reference and always had the face image as a clean first latent frame
+        # the last four say how the transformer was trained (a stage's generator.json, train/generator.py): an A2V
+        # model never saw motion tokens or a reference and always had the face image as a clean first latent frame
         self.register_to_config(fps=fps, chunk_latent_frames=chunk_latent_frames, bridge_latent_frames=bridge_latent_frames,
                                 anchor_latent_frames=anchor_latent_frames, reference_latent_frames=reference_latent_frames,
                                 steps=steps, cfg_audio=cfg_audio, cfg_reference=cfg_reference, motion_stream=motion_stream,
@@ -115,9 +115,8 @@ class AvatarVPipeline(DiffusionPipeline):
         device, dtype = tr.device, tr.dtype
         td = vae.config.temporal_downsample
         steps = num_inference_steps or cfg.steps
-        use_motion = getattr(cfg, "motion_stream", True)
-        use_reference_cache = use_reference_cache and getattr(cfg, "reference_attention", True)
-        use_ref_attention = getattr(cfg, "reference_attention", True)
+        use_motion, use_ref_attention = cfg.motion_stream, cfg.reference_attention
+        use_reference_cache = use_reference_cache and use_ref_attention
         guidance = guidance or Guidance(audio=cfg.cfg_audio, reference=cfg.cfg_reference if use_ref_attention else 1.0)
 
         # 1. inputs and reference latents
@@ -135,7 +134,7 @@ class AvatarVPipeline(DiffusionPipeline):
         ref_motion = None
         if reference_motion is not None and use_motion:
             # measured motion (MediaPipe) → the representation the transformer was trained on (models/motion.py)
-            measured = apply_motion_calibration(np.asarray(reference_motion, np.float32), getattr(cfg, "motion_calibration", None))
+            measured = apply_motion_calibration(np.asarray(reference_motion, np.float32), cfg.motion_calibration)
             ref_motion = torch.as_tensor(measured[:n_ref_video])[None].to(device, dtype)
 
         # 2. lengths, chunk plan, audio features
@@ -165,7 +164,7 @@ class AvatarVPipeline(DiffusionPipeline):
             if n_bridge:
                 lat[:, :, :b], mot[:, :b] = prev_lat[:, :, -b:], prev_mot[:, -b:]
                 bridge_lat, bridge_mot = lat[:, :, :b].clone(), mot[:, :b].clone()
-            elif getattr(cfg, "first_frame_bridge", False):  # the reference's first frame opens the video, clean
+            elif cfg.first_frame_bridge:  # the reference's first frame opens the video, clean
                 n_bridge = 1
                 lat[:, :, :1] = ref_latents[:, :, :1]
                 if ref_motion is not None:

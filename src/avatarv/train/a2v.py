@@ -89,7 +89,7 @@ def run(cfg: Config, paths: StagePaths | None = None, *, steps: int | None = Non
         vae.requires_grad_(False)
         sync = SyncLoss(vae, load_sync_judge(cfg, paths, progress=progress))
 
-    model = init_generator(cfg, vae.config.latent_channels, paths.final("t2v"))
+    model = init_generator(cfg, vae.config, paths.final("t2v"))
     # stage 2 adds the audio path: the audio encoder starts fresh here (stage 1 never used it)
     torch.manual_seed(cfg.seed + 1)
     model.audio_encoder = AvatarGenerator.from_config(cfg, vae.config.latent_channels).audio_encoder

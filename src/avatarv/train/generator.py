@@ -25,13 +25,15 @@ class AvatarGenerator(nn.Module):
         self.audio_encoder = audio_encoder
 
     @classmethod
-    def from_config(cls, cfg: Config, latent_channels: int) -> "AvatarGenerator":
+    def from_config(cls, cfg: Config, latent_channels: int, temporal_downsample: int | None = None) -> "AvatarGenerator":
+        """`temporal_downsample`: the trained VAE's (default params.yaml `vae`), so latent-time maps match it."""
         d = cfg.dit
+        td = cfg.vae.temporal_downsample if temporal_downsample is None else temporal_downsample
         patch = d.patch[-1] if isinstance(d.patch, list) else int(d.patch)
         transformer = AvatarTransformer3DModel(
             in_channels=latent_channels, hidden=d.hidden, layers=d.layers, heads=d.heads, patch=patch,
             text_dim=d.text_dim, audio_dim=d.audio_dim, motion_dim=d.motion_dim, audio_window=d.audio_window,
-            temporal_downsample=cfg.vae.temporal_downsample,
+            temporal_downsample=td,
         )
         # centre the log-mel (natural-log power sits near -8 on the corpus' speech); keep its scale: dividing by its
         # std (3.7) shrank the conv front-end's output below the encoder's unit-amplitude positional code and made

@@ -70,9 +70,9 @@ def run(cfg: Config, paths: StagePaths | None = None, *, identity: str, steps: i
     evaluation = PairBatches(ws, eval_pairs, 1, seed=0, splits=(split,), td=td).items
     spec = sft_spec(cfg, {**cfg.train.sft.losses, "identity": 0.0})  # flow + face/lip/motion; no decode in LoRA
 
-    base = init_generator(cfg, vae.config.latent_channels, paths.final("sft")).to(device)
+    base = init_generator(cfg, vae.config, paths.final("sft")).to(device)
     val_base = validation_loss(base, ws, None, spec, seed=cfg.seed, pair_items=evaluation, td=td)
-    model = add_lora(init_generator(cfg, vae.config.latent_channels, paths.final("sft")).to(device))
+    model = add_lora(init_generator(cfg, vae.config, paths.final("sft")).to(device))
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     def loss_fn(m, batch, gen, step):

@@ -59,7 +59,7 @@ def train_sft(cfg: Config, paths: StagePaths, ws: WindowSet, vae, embedder, *, l
     if float(losses.get("sync", 0)) > 0:
         vae.requires_grad_(False)
         sync = SyncLoss(vae, load_sync_judge(cfg, paths, progress=progress))
-    model = init_generator(cfg, vae.config.latent_channels, paths.final("a2v")).to(device)
+    model = init_generator(cfg, vae.config, paths.final("a2v")).to(device)
 
     def loss_fn(m, batch, gen, step):
         return flow_loss(m, batch, gen, spec, identity=identity, sync=sync, td=td)

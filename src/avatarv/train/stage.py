@@ -68,12 +68,13 @@ def stage_windows(cfg: Config, st: StageTrainConfig, paths: StagePaths, vae, ima
                          cache_dir=paths.runs / "cache", progress=progress)
 
 
-def init_generator(cfg: Config, latent_channels: int, init_from: Path | None) -> AvatarGenerator:
-    """The previous stage's final generator if it exists, else fresh weights from params.yaml `dit` (seeded)."""
+def init_generator(cfg: Config, vae_config, init_from: Path | None) -> AvatarGenerator:
+    """The previous stage's final generator if it exists, else fresh weights from params.yaml `dit` (seeded), shaped
+    for the trained VAE (`vae_config`: its latent channels and temporal downsampling, not params.yaml's)."""
     if init_from is not None and (init_from / "transformer" / "config.json").exists():
         return AvatarGenerator.load(init_from)
     torch.manual_seed(cfg.seed)
-    return AvatarGenerator.from_config(cfg, latent_channels)
+    return AvatarGenerator.from_config(cfg, vae_config.latent_channels, vae_config.temporal_downsample)
 
 
 @torch.no_grad()

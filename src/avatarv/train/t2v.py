@@ -70,7 +70,7 @@ def run(cfg: Config, paths: StagePaths | None = None, *, steps: int | None = Non
     source = PhasedBatches(sources, [e for _, _, e in plan], st.grad_accum)
     spec = FlowSpec(text=True, cond_dropout=st.cond_dropout, timestep_shift=st.timestep_shift)
 
-    model = init_generator(cfg, vae.config.latent_channels, None).to(device)
+    model = init_generator(cfg, vae.config, None).to(device)
     lf_full = 1 + (st.frames - 1) // td
     val_before = validation_loss(model, ws, val_idx, spec, seed=cfg.seed, latent_frames=lf_full, text_lookup=text,
                                  td=td)
