@@ -169,3 +169,19 @@ def test_motion_calibration_maps_the_measured_reference_motion_before_the_transf
     raw = _run(_pipe(parts, motion_stream=True), reference_motion=m)
     assert torch.equal(calibrated.latents, by_hand.latents)
     assert not torch.equal(calibrated.latents, raw.latents)
+
+
+def test_a_corrupt_generator_json_is_a_one_line_error_naming_the_file(tmp_path):
+    from avatarv.errors import InputError
+    from avatarv.inference.pipeline import read_conditions
+
+    assert read_conditions(tmp_path) is None
+    (tmp_path / CONDITIONS_FILE).write_text('{"motion_stream": tru')  # truncated
+    with pytest.raises(InputError, match=CONDITIONS_FILE) as e:
+        read_conditions(tmp_path)
+    assert "\n" not in str(e.value)
+    (tmp_path / CONDITIONS_FILE).write_text("[1, 2]")
+    with pytest.raises(InputError, match="JSON object"):
+        read_conditions(tmp_path)
+    (tmp_path / CONDITIONS_FILE).write_text(json.dumps(A2V))
+    assert read_conditions(tmp_path) == A2V

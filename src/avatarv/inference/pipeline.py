@@ -269,5 +269,23 @@ def load_pipeline(path, cfg) -> AvatarVPipeline:
     vae = load_vae(vae_dir)
     transformer = AvatarTransformer3DModel.from_pretrained(str(path / "transformer")).eval()
     audio_encoder = AudioEncoder.from_pretrained(str(path / "audio_encoder"), low_cpu_mem_usage=False).eval()
-    conditions = json.loads((path / CONDITIONS_FILE).read_text()) if (path / CONDITIONS_FILE).exists() else None
-    return pipeline_from_config(cfg, vae, transformer, audio_encoder, conditions)
+    return pipeline_from_config(cfg, vae, transformer, audio_encoder, read_conditions(path))
+
+
+def read_conditions(path) -> dict | None:
+    """A generator dir's generator.json (how its stage trained the transformer), None if absent."""
+    from pathlib import Path
+
+    from ..errors import InputError
+
+    f = Path(path) / CONDITIONS_FILE
+    if not f.exists():
+        return None
+    try:
+        conditions = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f, f"unreadable generator conditions ({e.__class__.__name__}: {str(e)[:80]})") from None
+    if not isinstance(conditions, dict):
+        raise InputError(f, "generator conditions must be a JSON object")
+    return conditions
+

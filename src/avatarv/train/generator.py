@@ -62,7 +62,10 @@ class AvatarGenerator(nn.Module):
         self.transformer.save_pretrained(str(path / "transformer"))
         self.audio_encoder.save_pretrained(str(path / "audio_encoder"))
         if conditions is not None:
-            (path / CONDITIONS_FILE).write_text(json.dumps(conditions, indent=1))
+            from ..media import atomic_path
+
+            with atomic_path(path / CONDITIONS_FILE) as tmp:
+                Path(tmp).write_text(json.dumps(conditions, indent=1))
         return path
 
     @classmethod
