@@ -11,6 +11,11 @@ Conditioning: adaLN time modulation (noisy frames: t; clean bridge frames and th
 Motion rate: `motion` and the returned motion velocity are at the LATENT frame rate (B, T', 16); a video-rate
 stream (B, 1 + td·(T'-1), 16) is accepted and pooled (models/latent_time.py).
 Audio: (B, F, audio_dim) per video frame; row r ↔ video frame r - audio_lead of this clip/chunk.
+Frame condition (`frame_condition`, beyond the seed): a clean latent frame (the chunk's start frame: the face image
+/ the reference's first frame, later the bridge frame) is concatenated channel-wise to EVERY generated frame, plus a
+presence flag, as image-to-video models condition (Wan/SVD concatenate the image latent). Copying the scene and face
+from it is then a per-token linear map; through attention alone the tiny model had not learned it in its CPU budget
+(samples from t = 1 stayed noise, stop 12). The reference pass gets zeros (flag 0), so its cache stays exact.
 """
 
 from __future__ import annotations
@@ -67,10 +72,15 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         reference_time_stride: int = 256,
         rope_theta: float = 10000.0,
         sample_size: int = 64,
+        frame_condition: bool = False,
     ):
         super().__init__()
         D = hidden
-        self.patch_embed = nn.Linear(in_channels * patch * patch, D)
+        n_in = (2 * in_channels + 1 if frame_condition else in_channels) * patch * patch
+        self.patch_embed = nn.Linear(n_in, D)
+        if frame_condition:  # start as a model that ignores the condition (a T2V checkpoint never feeds one)
+            with torch.no_grad():
+                self.patch_embed.weight[:, in_channels * patch * patch :] = 0
         self.motion_embed = nn.Sequential(nn.Linear(motion_dim, D), nn.SiLU(), nn.Linear(D, D))
         self.motion_type = nn.Parameter(torch.randn(D) * 0.02)
         self.time_embed = TimestepEmbedding(D)
@@ -86,13 +96,28 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         self.gradient_checkpointing = False
 
     # --------------------------------------------------------------------------------------------- embedding
-    def _embed(self, latents: torch.Tensor, motion: torch.Tensor | None) -> tuple[torch.Tensor, int, int, int]:
-        """(B, C, T, H, W) latents (+ (B, T, 16) motion) → (B, T·S, D) frame-major tokens, S, h, w."""
+    def _with_condition(self, latents: torch.Tensor, cond_frame: torch.Tensor | None) -> torch.Tensor:
+        """Append [condition frame, presence flag] channels to every frame (zeros and flag 0 without one)."""
+        B, C, T, H, W = latents.shape
+        if cond_frame is None:
+            extra = latents.new_zeros(B, C + 1, T, H, W)
+        else:
+            cond = cond_frame.to(latents.dtype).reshape(B, C, 1, H, W).expand(B, C, T, H, W)
+            extra = torch.cat([cond, latents.new_ones(B, 1, T, H, W)], dim=1)
+        return torch.cat([latents, extra], dim=1)
+
+    def _embed(self, latents: torch.Tensor, motion: torch.Tensor | None,
+               cond_frame: torch.Tensor | None = None) -> tuple[torch.Tensor, int, int, int]:
+        """(B, C, T, H, W) latents (+ (B, T, 16) motion, + (B, C, H, W) condition frame) → (B, T·S, D) frame-major
+        tokens, S, h, w."""
         p = self.config.patch
         B, C, T, H, W = latents.shape
         if H % p or W % p:
             raise ValueError(f"latent size {H}x{W} not divisible by patch {p}")
         h, w = H // p, W // p
+        if self.config.frame_condition:
+            latents = self._with_condition(latents, cond_frame)
+            C = latents.shape[1]
         x = latents.reshape(B, C, T, h, p, w, p).permute(0, 2, 3, 5, 1, 4, 6).reshape(B, T, h * w, C * p * p)
         x = self.patch_embed(x.to(self.patch_embed.weight.dtype))
         if motion is not None:
@@ -202,10 +227,11 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         return self._reference_pass(latents, motion, cache)
 
     # --------------------------------------------------------------------------------------------- forward
-    def _prepare(self, latents, timestep, motion, audio, text, n_bridge, text_mask, drop_audio, drop_text, audio_lead):
+    def _prepare(self, latents, timestep, motion, audio, text, n_bridge, text_mask, drop_audio, drop_text, audio_lead,
+                 cond_frame=None):
         B, _, T = latents.shape[:3]
         timestep = torch.as_tensor(timestep, device=latents.device, dtype=torch.float32).reshape(-1).expand(B)
-        x, S, h, w = self._embed(latents, motion)
+        x, S, h, w = self._embed(latents, motion, cond_frame)
         block_mod, out_mod = self._generation_mods(timestep, T, n_bridge, x.dtype)
         rope = self._rope(T, h, w, 0.0, motion is not None, x.device)
         text_ctx = self._text_context(text, text_mask, drop_text, B, x.device, x.dtype)
@@ -226,12 +252,14 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         drop_text: torch.Tensor | None = None,
         drop_reference: torch.Tensor | None = None,
         audio_lead: int = 0,
+        cond_frame: torch.Tensor | None = None,
         return_dict: bool = True,
     ):
-        """Velocity of the generation tokens; the reference enters only through its cached K/V."""
+        """Velocity of the generation tokens; the reference enters only through its cached K/V. `cond_frame`
+        (B, C, H', W') is used by models built with `frame_condition` and ignored by others."""
         T = latents.shape[2]
         x, S, h, w, seg, out_mod, rope, text_ctx, audio_ctx = self._prepare(
-            latents, timestep, motion, audio, text, n_bridge, text_mask, drop_audio, drop_text, audio_lead)
+            latents, timestep, motion, audio, text, n_bridge, text_mask, drop_audio, drop_text, audio_lead, cond_frame)
         keep = None if drop_reference is None else ~drop_reference.bool()
         for i, block in enumerate(self.blocks):
             if reference is None:
@@ -258,13 +286,14 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         drop_audio: torch.Tensor | None = None,
         drop_text: torch.Tensor | None = None,
         audio_lead: int = 0,
+        cond_frame: torch.Tensor | None = None,
     ) -> AvatarTransformerOutput:
         """The same model without the cache: reference segments and generation tokens form one joint sequence
         that goes through every layer at every call, self-attention under the segment mask (dense / sparse / flex).
         Slow; it exists to prove the cached path exact and to benchmark against."""
         B, T = latents.shape[0], latents.shape[2]
         x, S, h, w, seg, out_mod, rope, text_ctx, audio_ctx = self._prepare(
-            latents, timestep, motion, audio, text, n_bridge, text_mask, drop_audio, drop_text, audio_lead)
+            latents, timestep, motion, audio, text, n_bridge, text_mask, drop_audio, drop_text, audio_lead, cond_frame)
         xs, layout, cos, sin = [], [], [], []
         clean = self._clean_mods(x.device, x.dtype)[0]
         for k, (rl, rm) in enumerate(reference_segments):
@@ -297,4 +326,4 @@ def transformer_from_config(dit_cfg, in_channels: int, sample_size: int = 64, te
         patch=dit_cfg.patch[1], text_dim=dit_cfg.text_dim, audio_dim=dit_cfg.audio_dim, motion_dim=dit_cfg.motion_dim,
         mlp_ratio=dit_cfg.mlp_ratio, audio_window=dit_cfg.audio_window,
         reference_time_stride=dit_cfg.reference_time_stride, temporal_downsample=temporal_downsample,
-        sample_size=sample_size)
+        sample_size=sample_size, frame_condition=dit_cfg.frame_condition)

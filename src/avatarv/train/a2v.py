@@ -56,7 +56,8 @@ def sync_follow_probe(model, vae, ws, indices, grader, *, steps: int, seed: int,
         b = {k: v.to(dev) if torch.is_tensor(v) and k != "frames" else v for k, v in b.items()}
         x0 = b["latents"].float()
         lat, _ = sample_latents(model, tuple(x0.shape), generator=torch.Generator(device=dev).manual_seed(seed + i),
-                                steps=steps, mel=b["mel"].float(), guidance_audio=guidance_audio, bridge=x0[:, :, :1])
+                                steps=steps, mel=b["mel"].float(), guidance_audio=guidance_audio, bridge=x0[:, :, :1],
+                                cond_frame=x0[:, :, 0])
         other = {**b, "mel": b["mel"].roll(max(1, len(x0) // 2), 0)}
         zero = torch.zeros(len(x0), device=dev)
         w = len(x0) / len(idx)
@@ -82,7 +83,7 @@ def run(cfg: Config, paths: StagePaths | None = None, *, steps: int | None = Non
     lf = 1 + (st.frames - 1) // td
     source = WindowBatches(ws, train_idx, st.batch_size, seed=cfg.seed + 1, latent_frames=lf, td=td)
     # the mouth is a few latent cells of a 64-px face: without extra weight there the audio barely moves the loss
-    spec = FlowSpec(audio=True, n_bridge=1, cond_dropout=st.cond_dropout, timestep_shift=st.timestep_shift,
+    spec = FlowSpec(audio=True, n_bridge=1, start_frame=True, cond_dropout=st.cond_dropout, timestep_shift=st.timestep_shift,
                     losses={k: float(st.losses.get(k, 0.0)) for k in ("lip", "audio_mouth", "sync")})
     sync = None
     if spec.losses["sync"] > 0:

@@ -15,7 +15,7 @@ from torch import nn
 from ..config import Config
 from ..errors import InputError
 from ..models.audio_encoder import AudioEncoder
-from ..models.dit import AvatarTransformer3DModel
+from ..models.dit import AvatarTransformer3DModel, transformer_from_config
 
 
 class AvatarGenerator(nn.Module):
@@ -29,12 +29,8 @@ class AvatarGenerator(nn.Module):
         """`temporal_downsample`: the trained VAE's (default params.yaml `vae`), so latent-time maps match it."""
         d = cfg.dit
         td = cfg.vae.temporal_downsample if temporal_downsample is None else temporal_downsample
-        patch = d.patch[-1] if isinstance(d.patch, list) else int(d.patch)
-        transformer = AvatarTransformer3DModel(
-            in_channels=latent_channels, hidden=d.hidden, layers=d.layers, heads=d.heads, patch=patch,
-            text_dim=d.text_dim, audio_dim=d.audio_dim, motion_dim=d.motion_dim, audio_window=d.audio_window,
-            temporal_downsample=td,
-        )
+        # sample_size = the size the final stage trains at: inference resizes references to it
+        transformer = transformer_from_config(d, latent_channels, sample_size=cfg.train.sft.size, temporal_downsample=td)
         # centre the log-mel (natural-log power sits near -8 on the corpus' speech); keep its scale: dividing by its
         # std (3.7) shrank the conv front-end's output below the encoder's unit-amplitude positional code and made
         # the features nearly clip-independent (per-clip feature difference at init 0.08 vs 0.32 centred only)

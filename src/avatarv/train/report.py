@@ -120,7 +120,8 @@ def a2v_samples(model, vae, ws, indices, *, steps: int, seed: int, guidance_audi
     dev = next(model.parameters()).device
     x0 = ws.latents[idx].to(dev)
     lat, _ = sample_latents(model, tuple(x0.shape), generator=torch.Generator(device=dev).manual_seed(seed),
-                            steps=steps, mel=ws.mel[idx].to(dev), bridge=x0[:, :, :1], guidance_audio=guidance_audio)
+                            steps=steps, mel=ws.mel[idx].to(dev), bridge=x0[:, :, :1], cond_frame=x0[:, :, 0],
+                            guidance_audio=guidance_audio)
     gen = latents_to_frames(vae, lat)
     gt = ws.frames[idx]
     shown = [0, gen.shape[1] // 2, gen.shape[1] - 1]

@@ -30,10 +30,12 @@ def sample_latents(
     motion: bool = False,
     motion_dim: int = 16,
     bridge: torch.Tensor | None = None,
+    cond_frame: torch.Tensor | None = None,
     guidance_audio: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Integrate dx/dt = v from t = 1 (noise) to 0. `bridge` (B, C, k, H, W) fixes the first k latent frames
-    clean (a2v: the face image). Returns (latents, motion stream at latent rate or None)."""
+    clean (a2v: the face image); `cond_frame` (B, C, H, W) is the frame condition (models/dit.py). Returns
+    (latents, motion stream at latent rate or None)."""
     tr = model.transformer
     dev = next(tr.parameters()).device
     B, C, T, H, W = shape
@@ -48,7 +50,7 @@ def sample_latents(
         t, t_next = times[i], times[i + 1]
         if n_bridge:
             x[:, :, :n_bridge] = bridge
-        kw = dict(motion=m, text=text, text_mask=text_mask, reference=reference, n_bridge=n_bridge)
+        kw = dict(motion=m, text=text, text_mask=text_mask, reference=reference, n_bridge=n_bridge, cond_frame=cond_frame)
         out = tr(x, t.expand(B), audio=audio, **kw)
         v, vm = out.sample, out.motion
         if audio is not None and guidance_audio != 1.0:

@@ -30,7 +30,7 @@ AUX_TERMS = ("face", "lip", "identity", "motion")
 
 def sft_spec(cfg: Config, losses: dict[str, float]) -> FlowSpec:
     st = cfg.train.sft
-    return FlowSpec(audio=True, reference=True, motion=float(losses.get("motion", 0)) > 0,
+    return FlowSpec(audio=True, reference=True, motion=float(losses.get("motion", 0)) > 0, start_frame=True,
                     bridge_prob=st.bridge_prob, cond_dropout=st.cond_dropout, timestep_shift=st.timestep_shift,
                     losses=dict(losses))
 
