@@ -96,6 +96,32 @@ def test_bridge_frames_come_from_previous_chunk(pipe):
     torch.testing.assert_close(firsts[1], out.latents[:, :, 6:7])
 
 
+def test_frame_condition_is_the_reference_first_frame_in_every_chunk():
+    """Every step of every chunk is conditioned on the reference's first latent frame (clean and fixed: a bridge
+    frame as condition would carry each chunk's errors into the next)."""
+    from avatarv.inference.pipeline import square_resize
+    from avatarv.models.dit import AvatarTransformer3DModel
+
+    vae, _, audio_encoder = tiny_pipeline_parts()
+    torch.manual_seed(0)
+    dit = AvatarTransformer3DModel(in_channels=4, hidden=32, layers=2, heads=2, audio_dim=8, sample_size=32,
+                                   frame_condition=True).eval()
+    pipe = tiny_pipeline((vae, dit, audio_encoder))
+    seen = []
+    real = dit.forward
+
+    def spy(latents, *a, cond_frame=None, **kw):
+        seen.append(cond_frame.clone())
+        return real(latents, *a, cond_frame=cond_frame, **kw)
+
+    with mock.patch.object(dit, "forward", side_effect=spy):
+        _run(pipe, 1.3, guidance=Guidance(1.0, 1.0))
+    ref_first = vae.encode(square_resize(_ref()[:1], 32))[:, :, 0]  # causal VAE: the first frame is encoded alone
+    assert len(seen) == 6  # 3 chunks x 2 steps
+    for cond in seen:
+        torch.testing.assert_close(cond, ref_first, atol=1e-5, rtol=1e-5)
+
+
 def test_seed_determinism(pipe):
     a, b, c = _run(pipe, seed=3), _run(pipe, seed=3), _run(pipe, seed=4)
     assert np.array_equal(a.frames, b.frames)

@@ -183,3 +183,59 @@ def test_text_encoder_offline_tokens_and_cache():
     again = text_encoder.encode_text(["hello"])
     torch.testing.assert_close(again[0], emb[1, :3])
     assert ("hello", text_encoder.MAX_TOKENS) in text_encoder._cache
+
+
+@pytest.fixture(scope="module")
+def conditioned():
+    """A frame-conditioned model whose condition weights are switched on (they start at zero)."""
+    torch.manual_seed(0)
+    m = AvatarTransformer3DModel(in_channels=4, hidden=32, layers=2, heads=2, audio_dim=8, frame_condition=True).eval()
+    with torch.no_grad():
+        m.patch_embed.weight[:, 4 * 4 :].normal_(0, 0.2)
+    return m
+
+
+@torch.no_grad()
+def test_frame_condition_starts_ignored():
+    """Fresh condition columns are zero: a model built with frame_condition behaves as if none were given, so a
+    T2V checkpoint (which never feeds one) starts A2V unchanged."""
+    torch.manual_seed(0)
+    m = AvatarTransformer3DModel(in_channels=4, hidden=32, layers=2, heads=2, audio_dim=8, frame_condition=True).eval()
+    x = _inputs()
+    t = torch.tensor([0.7, 0.3])
+    plain = m(x["latents"], t, x["motion"], x["audio"])
+    given = m(x["latents"], t, x["motion"], x["audio"], cond_frame=torch.randn(2, 4, 8, 8))
+    torch.testing.assert_close(given.sample, plain.sample, **TOL)
+
+
+@torch.no_grad()
+def test_frame_condition_reaches_every_frame_and_keeps_cache_exact(conditioned):
+    x = _inputs()
+    t = torch.tensor([0.9, 0.4])
+    cond = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    cache = conditioned.encode_reference(x["ref"], x["ref_motion"])
+    out = conditioned(x["latents"], t, x["motion"], x["audio"], reference=cache, cond_frame=cond)
+    # the uncached joint model (reference segment without condition) gives the same velocity
+    ref = conditioned.forward_uncached(x["latents"], t, x["motion"], x["audio"], None, [(x["ref"], x["ref_motion"])],
+                                       attention="dense", cond_frame=cond)
+    torch.testing.assert_close(out.sample, ref.sample, **TOL)
+    # a different condition changes the output in every generated frame (it is broadcast over time) ...
+    other = conditioned(x["latents"], t, x["motion"], x["audio"], reference=cache, cond_frame=-cond)
+    per_frame = (other.sample - out.sample).abs().amax(dim=(1, 3, 4))  # (B, T)
+    assert (per_frame > 1e-4).all()
+    # ... and is not the same as giving none (the presence flag)
+    none = conditioned(x["latents"], t, x["motion"], x["audio"], reference=cache)
+    assert (none.sample - out.sample).abs().max() > 1e-4
+    # the cached reference itself does not depend on the condition
+    again = conditioned.encode_reference(x["ref"], x["ref_motion"])
+    for a, b in zip(cache.keys, again.keys):
+        torch.testing.assert_close(a, b)
+
+
+def test_frame_condition_is_ignored_by_models_built_without_it(model):
+    x = _inputs()
+    t = torch.tensor([0.6, 0.6])
+    with torch.no_grad():
+        a = model(x["latents"], t, x["motion"], x["audio"])
+        b = model(x["latents"], t, x["motion"], x["audio"], cond_frame=torch.randn(2, 4, 8, 8))
+    torch.testing.assert_close(a.sample, b.sample, **TOL)

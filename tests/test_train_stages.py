@@ -96,3 +96,24 @@ def test_cli_lora_needs_an_identity(capsys):
 
     assert main(["train", "--stage", "lora"]) == 2
     assert "--identity" in capsys.readouterr().err
+
+
+def test_clip_start_frame_is_each_windows_clip_first_window():
+    """The frame condition of a training window is its clip's start frame (what inference conditions every chunk on),
+    not the window's own first frame."""
+    import pandas as pd
+
+    from avatarv.data.datasets import WindowSet, window_batch
+
+    meta = pd.DataFrame({"clip_id": ["a", "a", "b", "a", "b"], "start": [0, 8, 4, 16, 0],
+                         "identity": ["x"] * 5, "scene": [0] * 5, "split": ["train"] * 5, "caption": [""] * 5})
+    n = len(meta)
+    lat = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1, 1).expand(n, 2, 3, 2, 2).clone()
+    lat[:, :, 1:] += 100  # only latent frame 0 carries the window's id
+    ws = WindowSet(latents=lat, frames=torch.zeros(n, 9, 4, 4, 3, dtype=torch.uint8), motion=torch.zeros(n, 9, 16),
+                   mel=torch.zeros(n, 80, 36), face_box=torch.zeros(n, 9, 4), mouth_box=torch.zeros(n, 9, 4),
+                   identity=torch.zeros(n, dtype=torch.long), meta=meta, identities=["x"])
+    assert ws.clip_start().tolist() == [0, 0, 4, 0, 4]
+    b = window_batch(ws, [3, 2, 1], td=1)
+    assert b["start_latent"].shape == (3, 2, 2, 2)
+    assert b["start_latent"][:, 0, 0, 0].tolist() == [0.0, 4.0, 0.0]

@@ -147,9 +147,6 @@ class DiTConfig:
     reference_time_stride: int = 256  # RoPE time offset between reference segments (reference k at -(k+1)·stride)
     flow_shift: float = 1.0  # timestep shift for training sampling and the scheduler (>1 = more time at high noise)
     steps: int = 12  # sampling steps
-    # noise level each generated chunk starts from: 1 = pure noise; below 1 the chunk starts from its anchor frame
-    # (chunk 0: the reference's first frame; later: the bridge frame) noised to this level (SDEdit/FrameInit)
-    init_noise: float = 1.0
     cfg_audio: float = 2.0
     cfg_reference: float = 1.5
 

@@ -10,7 +10,7 @@ Read top-down:
     appended to the cached reference (global appearance anchor, one more reference pass over those frames only);
  5. each chunk: Euler steps of FlowMatchEulerDiscreteScheduler on video latents and motion jointly (closed-loop
     motion stream), CFG on audio and reference (diffusion/guidance.py); a model built with `frame_condition` sees
-    the reference's first frame (chunk 0) or the bridge frame (later chunks) concatenated to every frame;
+    the reference's first frame concatenated to every frame of every chunk (training: the clip's start frame);
  6. decode the whole latent sequence once, trim the padded tail so video length == audio length.
 """
 
@@ -69,15 +69,14 @@ class AvatarVPipeline(DiffusionPipeline):
                  bridge_latent_frames: int = 1, anchor_latent_frames: int = 1, reference_latent_frames: int = 2,
                  steps: int = 12, cfg_audio: float = 2.0, cfg_reference: float = 1.5, motion_stream: bool = True,
                  reference_attention: bool = True, first_frame_bridge: bool = False,
-                 motion_calibration: dict | None = None, init_noise: float = 1.0):
+                 motion_calibration: dict | None = None):
         super().__init__()
         self.register_modules(vae=vae, transformer=transformer, audio_encoder=audio_encoder, scheduler=scheduler)
         # the last four say how the transformer was trained (a stage's generator.json, train/generator.py): an A2V
         # model never saw motion tokens or a reference and always had the face image as a clean first latent frame
         self.register_to_config(fps=fps, chunk_latent_frames=chunk_latent_frames, bridge_latent_frames=bridge_latent_frames,
                                 anchor_latent_frames=anchor_latent_frames, reference_latent_frames=reference_latent_frames,
-                                steps=steps, cfg_audio=cfg_audio, cfg_reference=cfg_reference, init_noise=init_noise,
-                                motion_stream=motion_stream,
+                                steps=steps, cfg_audio=cfg_audio, cfg_reference=cfg_reference, motion_stream=motion_stream,
                                 reference_attention=reference_attention, first_frame_bridge=first_frame_bridge,
                                 motion_calibration=motion_calibration)
 
@@ -95,9 +94,9 @@ class AvatarVPipeline(DiffusionPipeline):
             feats = F.pad(feats, (0, 0, 0, n_video_padded - feats.shape[1]))
         return feats[:, :n_video_padded]
 
-    def _sigmas(self, steps: int, start: float = 1.0) -> list[float]:
-        """Uniform sigmas start → start/steps (the scheduler applies its shift and appends 0): every step moves."""
-        return np.linspace(start, start / steps, steps).tolist()
+    def _sigmas(self, steps: int) -> list[float]:
+        """Uniform sigmas 1 → 1/steps (the scheduler applies its shift and appends 0): every step moves."""
+        return np.linspace(1.0, 1.0 / steps, steps).tolist()
 
     # ------------------------------------------------------------------------------------------ call
     @torch.no_grad()
@@ -162,20 +161,10 @@ class AvatarVPipeline(DiffusionPipeline):
         for k, s in enumerate(starts):
             lat = torch.randn((1, C, T_c, h, w), generator=generator, device="cpu").to(device, dtype)
             mot = torch.randn((1, T_c, motion_dim), generator=generator, device="cpu").to(device, dtype)
-            self.scheduler.set_timesteps(sigmas=self._sigmas(steps, cfg.init_noise), device=device)
-            if cfg.init_noise < 1.0:  # start from the anchor frame noised to the first sigma (SDEdit / FrameInit)
-                s0 = float(self.scheduler.sigmas[0])
-                if k == 0:
-                    a_lat = ref_latents[:, :, :1]
-                    a_mot = (as_latent_rate(ref_motion, n_ref_latent, td)[:, :1] if ref_motion is not None
-                             else torch.zeros_like(mot[:, :1]))
-                else:
-                    a_lat, a_mot = prev_lat[:, :, -1:], prev_mot[:, -1:]
-                lat = (1 - s0) * a_lat + s0 * lat
-                mot = (1 - s0) * a_mot + s0 * mot
             n_bridge = 0 if k == 0 else b
-            # frame condition (models built with it): chunk 0 the reference's first frame, then the bridge frame
-            cond = ref_latents[:, :, 0] if k == 0 else prev_lat[:, :, -1]
+            # frame condition (models built with it): the reference's first frame for every chunk, clean and fixed,
+            # so appearance cannot drift chunk by chunk (conditioning on the bridge frame compounded its noise)
+            cond = ref_latents[:, :, 0]
             if n_bridge:
                 lat[:, :, :b], mot[:, :b] = prev_lat[:, :, -b:], prev_mot[:, -b:]
                 bridge_lat, bridge_mot = lat[:, :, :b].clone(), mot[:, :b].clone()
@@ -189,6 +178,7 @@ class AvatarVPipeline(DiffusionPipeline):
             a0 = td * s - lead
             a_chunk = feats[:, a0 : td * (s + T_c - 1) + margin + 1]
 
+            self.scheduler.set_timesteps(sigmas=self._sigmas(steps), device=device)
             for t in self.scheduler.timesteps:
                 sigma = (t / self.scheduler.config.num_train_timesteps).reshape(1).to(device)
 
@@ -246,8 +236,7 @@ def pipeline_from_config(cfg, vae, transformer, audio_encoder, conditions: dict 
                            reference_latent_frames=d.reference_latent_frames, steps=d.steps, cfg_audio=d.cfg_audio,
                            cfg_reference=d.cfg_reference, motion_stream=bool(c["motion_stream"]),
                            reference_attention=bool(c["reference_attention"]),
-                           first_frame_bridge=bool(c["first_frame_bridge"]), motion_calibration=c.get("motion_calibration"),
-                           init_noise=d.init_noise)
+                           first_frame_bridge=bool(c["first_frame_bridge"]), motion_calibration=c.get("motion_calibration"))
 
 
 def checkpoint_layout(path) -> str | None:

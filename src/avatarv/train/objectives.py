@@ -39,7 +39,7 @@ class FlowSpec:
     motion: bool = False  # motion stream on (input tokens + velocity head)
     n_bridge: int = 0  # clean leading latent frames (a2v: 1 = the face image)
     bridge_prob: float = 0.0  # chance that a batch gets one clean bridge frame (when n_bridge = 0)
-    start_frame: bool = False  # feed the window's clean first latent frame as the frame condition (models/dit.py)
+    start_frame: bool = False  # feed the clip's start frame (batch["start_latent"]) as the frame condition (dit.py)
     cond_dropout: float = 0.1  # per-sample, per-condition drop rate (classifier-free guidance)
     timestep_shift: float = 1.0
     losses: dict[str, float] = field(default_factory=dict)  # face, lip, identity, motion weights
@@ -204,7 +204,7 @@ def flow_loss(
 
     kw: dict[str, Any] = {"n_bridge": n_bridge}
     if spec.start_frame:
-        kw["cond_frame"] = x0[:, :, 0]
+        kw["cond_frame"] = batch["start_latent"].float()
     if spec.text and text_lookup is not None:
         kw["text"], kw["text_mask"] = text_lookup(batch["captions"])
         kw["drop_text"] = drop()
