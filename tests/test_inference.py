@@ -252,3 +252,28 @@ def test_tiny_profile_pipeline_from_config(tiny_cfg):
     out = p(_ref(), _speech(1.0), SR, num_inference_steps=1, guidance=Guidance(1.0, 1.0),
             generator=torch.Generator().manual_seed(0), progress=False)
     assert out.frames.shape == (25, 32, 32, 3) and p.config.chunk_latent_frames == tiny_cfg.dit.chunk_latent_frames
+
+
+def test_motion_stream_enters_and_leaves_in_token_units():
+    """With motion statistics on the transformer, the reference motion enters the cache normalised and the returned
+    motion is denormalised: the output equals the stream the transformer denoised, mapped back."""
+    vae, dit, audio_encoder = tiny_pipeline_parts()
+    dit = __import__("copy").deepcopy(dit)
+    dit.register_to_config(motion_mean=[0.5] * 16, motion_std=[0.1] * 16)
+    pipe = tiny_pipeline((vae, dit, audio_encoder))
+    ref_motion = np.full((9, 16), 0.7, np.float32)
+    seen = {}
+    real = dit.encode_reference
+
+    def spy(latents, motion=None):
+        seen["ref"] = motion.clone()
+        return real(latents, motion)
+
+    with mock.patch.object(dit, "encode_reference", side_effect=spy):
+        out = _run(pipe, 0.6, reference_motion=ref_motion, guidance=Guidance(1.0, 1.0))
+    assert torch.allclose(seen["ref"], torch.full_like(seen["ref"], 2.0), atol=1e-5)  # (0.7 - 0.5) / 0.1
+    tokens = (out.motion - 0.5) / 0.1  # what the transformer produced, in token units
+    plain = tiny_pipeline((vae, tiny_pipeline_parts()[1], audio_encoder))
+    ref_tokens = np.full((9, 16), 2.0, np.float32)
+    base = _run(plain, 0.6, reference_motion=ref_tokens, guidance=Guidance(1.0, 1.0))
+    np.testing.assert_allclose(tokens, base.motion, atol=1e-4)

@@ -136,7 +136,7 @@ class AvatarVPipeline(DiffusionPipeline):
         if reference_motion is not None and use_motion:
             # measured motion (MediaPipe) → the representation the transformer was trained on (models/motion.py)
             measured = apply_motion_calibration(np.asarray(reference_motion, np.float32), cfg.motion_calibration)
-            ref_motion = torch.as_tensor(measured[:n_ref_video])[None].to(device, dtype)
+            ref_motion = tr.normalize_motion(torch.as_tensor(measured[:n_ref_video])[None].to(device, dtype))
 
         # 2. lengths, chunk plan, audio features
         n_video = max(1, int(round(len(audio) / sample_rate * cfg.fps)))
@@ -218,7 +218,7 @@ class AvatarVPipeline(DiffusionPipeline):
         motion = torch.cat(chunks_motion, dim=1)[:, :n_latent]
         video = vae.decode(latents.to(vae.dtype))[0, :, :n_video]  # (3, T, H, W)
         frames = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
-        motion_video = expand_to_video_rate(motion.float(), td, n_video)[0].cpu().numpy()
+        motion_video = expand_to_video_rate(tr.denormalize_motion(motion.float()), td, n_video)[0].cpu().numpy()
         return AvatarVPipelineOutput(frames=frames, motion=motion_video, latents=latents)
 
 

@@ -73,6 +73,8 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         rope_theta: float = 10000.0,
         sample_size: int = 64,
         frame_condition: bool = False,
+        motion_mean: list[float] | None = None,
+        motion_std: list[float] | None = None,
     ):
         super().__init__()
         D = hidden
@@ -94,6 +96,27 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         self.proj_out = nn.Linear(D, in_channels * patch * patch)
         self.motion_out = nn.Linear(D, motion_dim)
         self.gradient_checkpointing = False
+
+    # --------------------------------------------------------------------------------------------- motion units
+    def _motion_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.config.motion_mean is None or self.config.motion_std is None:
+            return None
+        return (torch.as_tensor(self.config.motion_mean, device=like.device, dtype=like.dtype),
+                torch.as_tensor(self.config.motion_std, device=like.device, dtype=like.dtype))
+
+    def normalize_motion(self, motion: torch.Tensor) -> torch.Tensor:
+        """Motion vectors (models/motion.py units) → the unit-variance token units the motion stream lives in.
+
+        The flow noises motion with N(0, 1); in raw units head pose varies by ~0.03 (yaw/30), so the signal was a few
+        percent of the noise and the jointly denoised stream came out as jitter (frame-to-frame rms 0.26 vs 0.01 in
+        real motion, stop 12). Per-channel mean/std of the training motion (set by stage 3) fix the scale; without
+        them (older checkpoints) this is the identity."""
+        stats = self._motion_stats(motion)
+        return motion if stats is None else (motion - stats[0]) / stats[1]
+
+    def denormalize_motion(self, motion: torch.Tensor) -> torch.Tensor:
+        stats = self._motion_stats(motion)
+        return motion if stats is None else motion * stats[1] + stats[0]
 
     # --------------------------------------------------------------------------------------------- embedding
     def _with_condition(self, latents: torch.Tensor, cond_frame: torch.Tensor | None) -> torch.Tensor:

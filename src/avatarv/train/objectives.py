@@ -211,13 +211,14 @@ def flow_loss(
     if spec.audio:
         kw["mel"] = batch["mel"].float()
         kw["drop_audio"] = drop()
+    tr = getattr(model, "module", model).transformer  # DDP/FSDP wrap the generator
     if spec.reference:
         kw["ref_latents"] = batch["ref_latents"].float()
-        kw["ref_motion"] = batch["ref_motion"].float() if spec.motion else None
+        kw["ref_motion"] = tr.normalize_motion(batch["ref_motion"].float()) if spec.motion else None
         kw["drop_reference"] = drop()
     m_v = None
     if spec.motion:
-        m0 = pool_to_latent_rate(batch["motion"].float(), td)[:, :T]
+        m0 = tr.normalize_motion(pool_to_latent_rate(batch["motion"].float(), td)[:, :T])
         m_noise = torch.randn(m0.shape, generator=gen, device=dev)
         m_t = (1 - t.view(B, 1, 1)) * m0 + t.view(B, 1, 1) * m_noise
         if n_bridge:

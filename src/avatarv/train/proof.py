@@ -37,7 +37,8 @@ def generate_for_pairs(model, vae, ws: WindowSet, items: np.ndarray, *, motion: 
         lat, _ = sample_latents(
             model, shape, generator=gen, steps=steps, mel=b["mel"].to(dev).float(),
             ref_latents=b["ref_latents"].to(dev).float(),
-            ref_motion=b["ref_motion"].to(dev).float() if motion else None, motion=motion,
+            ref_motion=model.transformer.normalize_motion(b["ref_motion"].to(dev).float()) if motion else None,
+            motion=motion,
             cond_frame=b["ref_latents"][:, :, 0].to(dev).float(),  # as at inference: the reference's first frame
             guidance_audio=guidance_audio,
         )

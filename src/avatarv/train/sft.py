@@ -60,6 +60,8 @@ def train_sft(cfg: Config, paths: StagePaths, ws: WindowSet, vae, embedder, *, l
         vae.requires_grad_(False)
         sync = SyncLoss(vae, load_sync_judge(cfg, paths, progress=progress))
     model = init_generator(cfg, vae.config, paths.final("a2v")).to(device)
+    if spec.motion:  # the motion stream's token units: per-channel statistics of the training motion
+        model.transformer.register_to_config(**motion_statistics(ws.motion[torch.as_tensor(ws.indices("train"))]))
 
     def loss_fn(m, batch, gen, step):
         return flow_loss(m, batch, gen, spec, identity=identity, sync=sync, td=td)
@@ -81,6 +83,13 @@ def train_sft(cfg: Config, paths: StagePaths, ws: WindowSet, vae, embedder, *, l
 
 
 CALIBRATION_CLIPS = 12
+
+
+def motion_statistics(motion: torch.Tensor, floor: float = 0.01) -> dict[str, list[float]]:
+    """{motion_mean, motion_std}: per-channel mean and std (at least `floor`) over every frame of (N, T, 16)."""
+    flat = motion.reshape(-1, motion.shape[-1]).double()
+    return {"motion_mean": [round(float(v), 6) for v in flat.mean(0)],
+            "motion_std": [round(max(float(v), floor), 6) for v in flat.std(0)]}
 
 
 def motion_calibration(paths: StagePaths, n_clips: int = CALIBRATION_CLIPS) -> dict:
