@@ -24,7 +24,7 @@ def _generator(stats=None):
 
 def _batch():
     g = torch.Generator().manual_seed(5)
-    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    r = lambda *s: torch.randn(*s, generator=g)
     return {"latents": r(2, 4, T, 8, 8), "mel": r(2, 80, 4 * T) - 8, "motion": 0.03 * r(2, T, 16) + 0.5,
             "ref_latents": r(2, 4, 3, 8, 8), "ref_motion": 0.03 * r(2, 3, 16) + 0.5}
 

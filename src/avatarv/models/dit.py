@@ -11,11 +11,12 @@ Conditioning: adaLN time modulation (noisy frames: t; clean bridge frames and th
 Motion rate: `motion` and the returned motion velocity are at the LATENT frame rate (B, T', 16); a video-rate
 stream (B, 1 + td·(T'-1), 16) is accepted and pooled (models/latent_time.py).
 Audio: (B, F, audio_dim) per video frame; row r ↔ video frame r - audio_lead of this clip/chunk.
-Frame condition (`frame_condition`, beyond the seed): a clean latent frame (the chunk's start frame: the face image
-/ the reference's first frame, later the bridge frame) is concatenated channel-wise to EVERY generated frame, plus a
-presence flag, as image-to-video models condition (Wan/SVD concatenate the image latent). Copying the scene and face
+Frame condition (`frame_condition`, beyond the seed): a clean latent start frame (training: the clip's first frame;
+inference: the reference's first frame, for every chunk) is concatenated channel-wise to EVERY generated frame, plus
+a presence flag, as image-to-video models condition (Wan/SVD concatenate the image latent). Copying the scene and face
 from it is then a per-token linear map; through attention alone the tiny model had not learned it in its CPU budget
 (samples from t = 1 stayed noise, stop 12). The reference pass gets zeros (flag 0), so its cache stays exact.
+Motion units: the motion stream runs in per-channel unit-variance units (`normalize_motion`, statistics in config).
 """
 
 from __future__ import annotations
