@@ -113,7 +113,7 @@ def test_clip_start_frame_is_each_windows_clip_first_window():
     ws = WindowSet(latents=lat, frames=torch.zeros(n, 9, 4, 4, 3, dtype=torch.uint8), motion=torch.zeros(n, 9, 16),
                    mel=torch.zeros(n, 80, 36), face_box=torch.zeros(n, 9, 4), mouth_box=torch.zeros(n, 9, 4),
                    identity=torch.zeros(n, dtype=torch.long), meta=meta, identities=["x"])
-    assert ws.clip_start().tolist() == [0, 0, 4, 0, 4]
+    assert ws.clip_start.tolist() == [0, 0, 4, 0, 4]
     b = window_batch(ws, [3, 2, 1], td=1)
     assert b["start_latent"].shape == (3, 2, 2, 2)
     assert b["start_latent"][:, 0, 0, 0].tolist() == [0.0, 4.0, 0.0]

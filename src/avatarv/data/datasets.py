@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -119,18 +120,15 @@ class WindowSet:
     meta: pd.DataFrame  # clip_id, identity, scene, split, caption, start (one row per window)
     identities: list[str]
     image_latents: dict[int, torch.Tensor] = field(default_factory=dict)  # size → (N, C, 1, h', w') first frames
-    _clip_start: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.meta)
 
+    @cached_property
     def clip_start(self) -> np.ndarray:
         """(N,) row of each window's clip's earliest window: its first frame is the clip's start frame, the frame
         condition of every window of the clip (as inference conditions every chunk on the video's start frame)."""
-        if self._clip_start is None:
-            m = self.meta.reset_index(drop=True)
-            self._clip_start = m.groupby("clip_id")["start"].transform("idxmin").to_numpy()
-        return self._clip_start
+        return self.meta.reset_index(drop=True).groupby("clip_id")["start"].transform("idxmin").to_numpy()
 
     def indices(self, split: str | None = None) -> np.ndarray:
         m = self.meta if split is None else self.meta[self.meta["split"] == split]
@@ -319,7 +317,7 @@ def window_batch(ws: WindowSet, sel, *, latent_frames: int | None = None, image_
         "frames": ws.frames[sel][:, :tv],
         "captions": [ws.meta.at[int(i), "caption"] for i in sel],
         "window": sel,
-        "start_latent": ws.latents[torch.as_tensor(ws.clip_start()[sel.numpy()])][:, :, 0],  # (B, C, h, w)
+        "start_latent": ws.latents[torch.as_tensor(ws.clip_start[sel.numpy()])][:, :, 0],  # (B, C, h, w)
     }
 
 

@@ -151,6 +151,9 @@ class AvatarVPipeline(DiffusionPipeline):
         segments = [(ref_latents, ref_motion)] if use_ref_attention else []
 
         C, h, w = ref_latents.shape[1], ref_latents.shape[3], ref_latents.shape[4]
+        # frame condition (models built with it): the reference's first frame, the same clean frame for every chunk,
+        # as training conditions every window of a clip on the clip's start frame (WindowSet.clip_start)
+        cond = ref_latents[:, :, 0]
         motion_dim = tr.config.motion_dim
         margin = tr.config.audio_window
         chunks_latents, chunks_motion = [], []
@@ -162,9 +165,6 @@ class AvatarVPipeline(DiffusionPipeline):
             lat = torch.randn((1, C, T_c, h, w), generator=generator, device="cpu").to(device, dtype)
             mot = torch.randn((1, T_c, motion_dim), generator=generator, device="cpu").to(device, dtype)
             n_bridge = 0 if k == 0 else b
-            # frame condition (models built with it): the reference's first frame for every chunk, clean and fixed,
-            # so appearance cannot drift chunk by chunk (conditioning on the bridge frame compounded its noise)
-            cond = ref_latents[:, :, 0]
             if n_bridge:
                 lat[:, :, :b], mot[:, :b] = prev_lat[:, :, -b:], prev_mot[:, -b:]
                 bridge_lat, bridge_mot = lat[:, :, :b].clone(), mot[:, :b].clone()

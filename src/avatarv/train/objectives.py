@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..diffusion.flow import sample_timesteps
 from ..models.latent_time import pool_to_latent_rate
+from .generator import unwrap
 
 
 @dataclass
@@ -211,7 +212,7 @@ def flow_loss(
     if spec.audio:
         kw["mel"] = batch["mel"].float()
         kw["drop_audio"] = drop()
-    tr = getattr(model, "module", model).transformer  # DDP/FSDP wrap the generator
+    tr = unwrap(model).transformer
     if spec.reference:
         kw["ref_latents"] = batch["ref_latents"].float()
         kw["ref_motion"] = tr.normalize_motion(batch["ref_motion"].float()) if spec.motion else None
