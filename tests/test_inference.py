@@ -10,6 +10,7 @@ from _inference_fixtures import tiny_pipeline, tiny_pipeline_parts
 
 from avatarv.diffusion.guidance import Guidance
 from avatarv.inference.pipeline import AvatarVPipeline, chunk_starts
+from avatarv.models.latent_time import pool_to_latent_rate
 
 SR = 16000
 
@@ -265,9 +266,9 @@ def test_motion_stream_enters_and_leaves_in_token_units():
     seen = {}
     real = dit.encode_reference
 
-    def spy(latents, motion=None):
+    def spy(latents, motion=None, context=None):
         seen["ref"] = motion.clone()
-        return real(latents, motion)
+        return real(latents, motion, context)
 
     with mock.patch.object(dit, "encode_reference", side_effect=spy):
         out = _run(pipe, 0.6, reference_motion=ref_motion, guidance=Guidance(1.0, 1.0))
@@ -277,3 +278,31 @@ def test_motion_stream_enters_and_leaves_in_token_units():
     ref_tokens = np.full((9, 16), 2.0, np.float32)
     base = _run(plain, 0.6, reference_motion=ref_tokens, guidance=Guidance(1.0, 1.0))
     np.testing.assert_allclose(tokens, base.motion, atol=1e-4)
+
+
+def test_motion_context_is_the_references_motion_history():
+    """A transformer trained with a motion context gets the reference's whole measured motion (first
+    motion_context_frames frames, latent rate, token units) as a motion-only segment; the cached pipeline equals
+    the uncached joint model with that segment, and the history changes the output."""
+    vae, dit, audio_encoder = tiny_pipeline_parts()
+    dit = __import__("copy").deepcopy(dit)
+    dit.register_to_config(motion_mean=[0.5] * 16, motion_std=[0.1] * 16, motion_context_frames=21)
+    pipe = tiny_pipeline((vae, dit, audio_encoder))
+    ref_motion = np.random.default_rng(0).normal(0.5, 0.1, (30, 16)).astype(np.float32)
+    seen = {}
+    real = dit.encode_reference
+
+    def spy(latents, motion=None, context=None):
+        seen["context"] = context.clone()
+        return real(latents, motion, context)
+
+    with mock.patch.object(dit, "encode_reference", side_effect=spy):
+        out = _run(pipe, 0.6, reference_motion=ref_motion, guidance=Guidance(1.0, 1.0))
+    td = vae.config.temporal_downsample
+    expected = pool_to_latent_rate((torch.as_tensor(ref_motion[:21])[None] - 0.5) / 0.1, td)
+    torch.testing.assert_close(seen["context"], expected, atol=1e-5, rtol=1e-5)
+    uncached = _run(pipe, 0.6, reference_motion=ref_motion, guidance=Guidance(1.0, 1.0), use_reference_cache=False)
+    np.testing.assert_allclose(out.motion, uncached.motion, atol=1e-4)
+    calm = _run(pipe, 0.6, reference_motion=np.concatenate([ref_motion[:9], np.full((21, 16), 0.5, np.float32)]),
+                guidance=Guidance(1.0, 1.0))
+    assert np.abs(calm.motion - out.motion).max() > 1e-4

@@ -239,3 +239,77 @@ def test_frame_condition_is_ignored_by_models_built_without_it(model):
         a = model(x["latents"], t, x["motion"], x["audio"])
         b = model(x["latents"], t, x["motion"], x["audio"], cond_frame=torch.randn(2, 4, 8, 8))
     torch.testing.assert_close(a.sample, b.sample, **TOL)
+
+
+def test_prior_velocity_is_the_posterior_mean_velocity():
+    """Known answer: for x0 ~ N(cond, s²) the exact E[v | x_t] (Monte Carlo: regress v = noise - x0 on x_t over many
+    draws at one pixel) matches prior_velocity at every t, including the ends (t = 0: -x_t, t = 1: x_t - cond)."""
+    s2 = 0.05
+    m = AvatarTransformer3DModel(in_channels=1, hidden=32, layers=1, heads=2, audio_dim=8, patch=1, frame_condition=True,
+                                 condition_prior_var=s2)
+    g = torch.Generator().manual_seed(0)
+    cond = torch.tensor(0.7)
+    n = 400_000
+    for t in (0.0, 0.2, 0.5, 0.8, 1.0):
+        x0 = cond + s2**0.5 * torch.randn(n, generator=g, dtype=torch.float64)
+        noise = torch.randn(n, generator=g, dtype=torch.float64)
+        xt, v = (1 - t) * x0 + t * noise, noise - x0
+        # E[v | x_t] is affine in x_t for Gaussians: least squares recovers it
+        A = torch.stack([xt, torch.ones_like(xt)], 1)
+        coef = torch.linalg.lstsq(A, v[:, None]).solution[:, 0]
+        probe = torch.tensor([-1.0, 0.3, 1.5], dtype=torch.float64)
+        expected = coef[0] * probe + coef[1]
+        got = m.prior_velocity(probe.float().reshape(3, 1, 1, 1, 1), torch.full((3,), t),
+                               cond.expand(3).reshape(3, 1, 1, 1)).flatten()
+        torch.testing.assert_close(got.double(), expected, atol=0.02, rtol=0.02)
+    ends = m.prior_velocity(torch.tensor([2.0]).reshape(1, 1, 1, 1, 1), torch.tensor([1.0]), cond.reshape(1, 1, 1, 1))
+    torch.testing.assert_close(ends.flatten(), torch.tensor([2.0 - 0.7]))
+
+
+@torch.no_grad()
+def test_condition_prior_adds_to_the_network_and_keeps_cache_exact(conditioned):
+    """With a prior the velocity is the network's plus prior_velocity, cached == uncached, and without a condition
+    frame (T2V batches) or without a prior variance (older checkpoints) nothing is added."""
+    x = _inputs()
+    t = torch.tensor([0.9, 0.4])
+    cond = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    cache = conditioned.encode_reference(x["ref"], x["ref_motion"])
+    plain = conditioned(x["latents"], t, x["motion"], x["audio"], reference=cache, cond_frame=cond)
+    with_prior = AvatarTransformer3DModel(in_channels=4, hidden=32, layers=2, heads=2, audio_dim=8, frame_condition=True,
+                                          condition_prior_var=0.05).eval()
+    with_prior.load_state_dict(conditioned.state_dict())
+    out = with_prior(x["latents"], t, x["motion"], x["audio"], reference=with_prior.encode_reference(x["ref"], x["ref_motion"]),
+                     cond_frame=cond)
+    torch.testing.assert_close(out.sample - plain.sample, with_prior.prior_velocity(x["latents"], t, cond), **TOL)
+    torch.testing.assert_close(out.motion, plain.motion, **TOL)  # the motion stream has no prior
+    joint = with_prior.forward_uncached(x["latents"], t, x["motion"], x["audio"], None, [(x["ref"], x["ref_motion"])],
+                                        attention="dense", cond_frame=cond)
+    torch.testing.assert_close(out.sample, joint.sample, **TOL)
+    no_cond = with_prior(x["latents"], t, x["motion"], x["audio"])
+    torch.testing.assert_close(no_cond.sample, conditioned(x["latents"], t, x["motion"], x["audio"]).sample, **TOL)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("attention", ["dense", "sparse"])
+def test_motion_context_segment_cached_equals_uncached(model, attention):
+    """The reference's motion history enters as a motion-only segment: cached == the uncached joint model with the
+    segment (None latents), it changes the output, and the video reference's cache part does not depend on it."""
+    x = _inputs()
+    t = torch.tensor([0.8, 0.3])
+    ctx = torch.randn(1, 11, 16, generator=torch.Generator().manual_seed(5))
+    cache = model.encode_reference(x["ref"], x["ref_motion"], motion_context=ctx)
+    assert cache.n_segments == 2
+    out = model(x["latents"], t, x["motion"], x["audio"], reference=cache)
+    joint = model.forward_uncached(x["latents"], t, x["motion"], x["audio"], None,
+                                   [(x["ref"], x["ref_motion"]), (None, ctx)], attention=attention)
+    torch.testing.assert_close(out.sample, joint.sample, **TOL)
+    torch.testing.assert_close(out.motion, joint.motion, **TOL)
+    without = model(x["latents"], t, x["motion"], x["audio"], reference=model.encode_reference(x["ref"], x["ref_motion"]))
+    assert (without.motion - out.motion).abs().max() > 1e-4
+    other = model(x["latents"], t, x["motion"], x["audio"],
+                  reference=model.encode_reference(x["ref"], x["ref_motion"], motion_context=-ctx))
+    assert (other.sample - out.sample).abs().max() > 1e-4
+    plain = model.encode_reference(x["ref"], x["ref_motion"])
+    n = plain.keys[0].shape[2]
+    for a, b in zip(plain.keys, cache.keys):  # segment 1 sees segment 0, not the other way round
+        torch.testing.assert_close(a, b[:, :, :n], **TOL)

@@ -117,3 +117,69 @@ def test_clip_start_frame_is_each_windows_clip_first_window():
     b = window_batch(ws, [3, 2, 1], td=1)
     assert b["start_latent"].shape == (3, 2, 2, 2)
     assert b["start_latent"][:, 0, 0, 0].tolist() == [0.0, 4.0, 0.0]
+
+
+def test_condition_prior_variance_and_switch():
+    """s² is the mean squared difference of each window's latents to its clip's start frame (brute force), and
+    ensure_condition_prior sets it once, only for frame-conditioned generators with params.yaml's switch on."""
+    import dataclasses
+
+    import pandas as pd
+
+    from avatarv.config import load_config
+    from avatarv.data.datasets import WindowSet
+    from avatarv.train.generator import AvatarGenerator
+    from avatarv.train.stage import condition_prior_variance, ensure_condition_prior
+
+    meta = pd.DataFrame({"clip_id": ["a", "a", "b", "b"], "start": [0, 8, 0, 8], "identity": ["x"] * 4,
+                         "scene": [0] * 4, "split": ["train"] * 4, "caption": [""] * 4})
+    lat = torch.randn(4, 2, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    ws = WindowSet(latents=lat, frames=torch.zeros(4, 3, 4, 4, 3, dtype=torch.uint8), motion=torch.zeros(4, 3, 16),
+                   mel=torch.zeros(4, 80, 12), face_box=torch.zeros(4, 3, 4), mouth_box=torch.zeros(4, 3, 4),
+                   identity=torch.zeros(4, dtype=torch.long), meta=meta, identities=["x"])
+    brute = sum(float(((lat[i] - lat[s][:, :1]) ** 2).sum()) for i, s in [(0, 0), (1, 0), (2, 2), (3, 2)]) / lat.numel()
+    assert abs(condition_prior_variance(ws, [0, 1, 2, 3]) - brute) < 1e-6
+    assert abs(condition_prior_variance(ws, [1]) - float(((lat[1] - lat[0][:, :1]) ** 2).mean())) < 1e-6
+
+    cfg = load_config("tiny")
+    gen = AvatarGenerator.from_config(cfg, 2, 1)
+    assert gen.transformer.config.frame_condition and gen.transformer.config.condition_prior_var is None
+    ensure_condition_prior(dataclasses.replace(cfg, dit=dataclasses.replace(cfg.dit, condition_prior=False)), gen, ws, [0])
+    assert gen.transformer.config.condition_prior_var is None  # switched off in params.yaml: untouched
+    ensure_condition_prior(cfg, gen, ws, [0, 1, 2, 3])
+    assert abs(gen.transformer.config.condition_prior_var - brute) < 1e-5
+    tr = gen.transformer  # switched on: the velocity head restarts at zero, so the model IS the prior
+    x, t, cond = torch.randn(2, 2, 3, 8, 8), torch.tensor([0.9, 0.2]), torch.randn(2, 2, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(tr(x, t, cond_frame=cond).sample, tr.prior_velocity(x, t, cond))
+    with torch.no_grad():
+        tr.proj_out.weight.fill_(0.01)
+    ensure_condition_prior(cfg, gen, ws, [1])  # an inherited value is kept, and the trained head too
+    assert abs(gen.transformer.config.condition_prior_var - brute) < 1e-5
+    assert bool((tr.proj_out.weight == 0.01).all())
+
+
+def test_reference_motion_history_is_its_whole_clip_in_time_order():
+    """pair_batch's motion context is the REFERENCE clip's motion, windows concatenated by start time (the rows are
+    shuffled here), cut to the shortest clip in the batch; the target clip's motion never enters."""
+    import pandas as pd
+
+    from avatarv.data.datasets import WindowSet, pair_batch
+
+    meta = pd.DataFrame({"clip_id": ["r", "t", "r", "r", "t", "q"], "start": [6, 0, 0, 3, 3, 0],
+                         "identity": ["x"] * 6, "scene": [0, 1, 0, 0, 1, 2], "split": ["train"] * 6, "caption": [""] * 6})
+    n, T = len(meta), 3
+    motion = torch.zeros(n, T, 16)
+    for i, (clip, start) in enumerate(zip(meta["clip_id"], meta["start"])):
+        motion[i, :, 0] = torch.arange(start, start + T, dtype=torch.float32)  # channel 0 = time within the clip
+        motion[i, :, 1] = {"r": 1.0, "t": 2.0, "q": 3.0}[clip]  # channel 1 = which clip
+    ws = WindowSet(latents=torch.zeros(n, 2, T, 2, 2), frames=torch.zeros(n, T, 4, 4, 3, dtype=torch.uint8),
+                   motion=motion, mel=torch.zeros(n, 80, 4 * T), face_box=torch.zeros(n, T, 4),
+                   mouth_box=torch.zeros(n, T, 4), identity=torch.zeros(n, dtype=torch.long), meta=meta, identities=["x"])
+    b = pair_batch(ws, [3], [1], td=1, context_frames=100)
+    ctx = b["ref_motion_context"]
+    assert ctx.shape == (1, 9, 16)
+    assert ctx[0, :, 0].tolist() == list(range(9)) and (ctx[0, :, 1] == 1.0).all()
+    short = pair_batch(ws, [0, 5], [1, 4], td=1, context_frames=100)["ref_motion_context"]
+    assert short.shape == (2, 3, 16) and short[1, :, 1].eq(3.0).all()  # clip q has one window: all cut to 3 frames
+    assert "ref_motion_context" not in pair_batch(ws, [0], [1], td=1)

@@ -356,3 +356,18 @@ def test_flow_loss_audio_mouth_is_the_encoders_mouth_readout_mse(generator, batc
     _, t2 = flow_loss(generator, b, torch.Generator().manual_seed(7),
                       FlowSpec(audio=False, n_bridge=1, losses={"audio_mouth": 1.0}), td=1)
     assert "audio_mouth" not in t1 and "audio_mouth" not in t2
+
+
+@torch.no_grad()
+def test_sync_loss_uses_precomputed_tracker_boxes_when_the_batch_has_them(vae, expert, batch):
+    """A window cache that carries the tracker's boxes (WindowSet.tracked_box, for machines without MediaPipe) gives
+    the same loss as tracking the frames per batch; other boxes give another loss (the boxes are really read)."""
+    x0_hat, t = _latents(), torch.tensor([0.3, 0.6])
+    tracked = tracked_face_boxes(batch["frames"])
+    own = SyncLoss(vae, expert)(x0_hat, t, batch)
+    given = SyncLoss(vae, expert)(x0_hat, t, {**batch, "tracked_box": tracked})
+    torch.testing.assert_close(given, own)
+    with mock.patch("avatarv.train.objectives.tracked_face_boxes", side_effect=AssertionError("tracked again")):
+        SyncLoss(vae, expert)(x0_hat, t, {**batch, "tracked_box": tracked})
+    shifted = SyncLoss(vae, expert)(x0_hat, t, {**batch, "tracked_box": tracked + torch.tensor([0.1, 0.0, 0.1, 0.0])})
+    assert abs(float(shifted) - float(own)) > 1e-4

@@ -144,6 +144,12 @@ class DiTConfig:
     mlp_ratio: float = 4.0
     # a clean start frame concatenated channel-wise to every generated frame (models/dit.py: frame condition)
     frame_condition: bool = False
+    # predict the residual over the Gaussian-prior velocity around that frame (models/dit.py prior_velocity);
+    # its spread s² is measured on the training windows when stage 2 (or 3, for an older parent) starts
+    condition_prior: bool = False
+    # video frames of the reference clip's motion history fed to the motion stream as a motion-only reference segment
+    # (models/dit.py encode_reference); 0 = only the reference window's own motion tokens
+    motion_context_frames: int = 0
     reference_time_stride: int = 256  # RoPE time offset between reference segments (reference k at -(k+1)·stride)
     flow_shift: float = 1.0  # timestep shift for training sampling and the scheduler (>1 = more time at high noise)
     steps: int = 12  # sampling steps

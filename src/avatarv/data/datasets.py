@@ -120,6 +120,9 @@ class WindowSet:
     meta: pd.DataFrame  # clip_id, identity, scene, split, caption, start (one row per window)
     identities: list[str]
     image_latents: dict[int, torch.Tensor] = field(default_factory=dict)  # size → (N, C, 1, h', w') first frames
+    # (N, T, 4) the eval face tracker's boxes of `frames` (objectives.SyncLoss), precomputed for machines without
+    # MediaPipe (benchmarks/device_sft.py); None: SyncLoss tracks each batch's frames itself
+    tracked_box: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.meta)
@@ -129,6 +132,20 @@ class WindowSet:
         """(N,) row of each window's clip's earliest window: its first frame is the clip's start frame, the frame
         condition of every window of the clip (as inference conditions every chunk on the video's start frame)."""
         return self.meta.reset_index(drop=True).groupby("clip_id")["start"].transform("idxmin").to_numpy()
+
+    @cached_property
+    def clip_windows(self) -> dict[str, np.ndarray]:
+        """clip_id → its window rows in time order (windows tile the clip back to back: start = k·window length)."""
+        m = self.meta.reset_index(drop=True)
+        return {c: g.sort_values("start").index.to_numpy() for c, g in m.groupby("clip_id")}
+
+    def clip_motion(self, rows, n_frames: int) -> torch.Tensor:
+        """(B, n, 16) video-rate motion of each row's whole clip (its windows concatenated in time order), the first
+        n = min(n_frames, shortest clip) frames: the reference's motion history (models/dit.py motion context)."""
+        clips = [self.meta.at[int(r), "clip_id"] for r in np.asarray(rows).reshape(-1)]
+        seqs = [self.motion[torch.as_tensor(self.clip_windows[c])].flatten(0, 1) for c in clips]
+        n = min([n_frames] + [len(q) for q in seqs])
+        return torch.stack([q[:n] for q in seqs])
 
     def indices(self, split: str | None = None) -> np.ndarray:
         m = self.meta if split is None else self.meta[self.meta["split"] == split]
@@ -318,6 +335,7 @@ def window_batch(ws: WindowSet, sel, *, latent_frames: int | None = None, image_
         "captions": [ws.meta.at[int(i), "caption"] for i in sel],
         "window": sel,
         "start_latent": ws.latents[torch.as_tensor(ws.clip_start[sel.numpy()])][:, :, 0],  # (B, C, h, w)
+        **({} if ws.tracked_box is None else {"tracked_box": ws.tracked_box[sel][:, :tv]}),
     }
 
 
@@ -325,7 +343,7 @@ class PairBatches:
     """Micro-batches of (reference window from one scene, target window from another scene of the same person)."""
 
     def __init__(self, ws: WindowSet, pairs: pd.DataFrame, batch_size: int, *, seed: int, splits=("train",),
-                 td: int = 4):
+                 td: int = 4, context_frames: int = 0):
         by_clip = ws.meta.groupby("clip_id").groups
         split_of = dict(zip(ws.meta["clip_id"], ws.meta["split"]))
         items = []
@@ -338,19 +356,23 @@ class PairBatches:
         if not items:
             raise InputError(Path("pairs.parquet"), f"no cross-scene pair in splits {splits}")
         self.items = np.asarray(items)
-        self.ws, self.bs, self.seed, self.td = ws, batch_size, seed, td
+        self.ws, self.bs, self.seed, self.td, self.context_frames = ws, batch_size, seed, td, context_frames
 
     def __len__(self) -> int:
         return len(self.items)
 
     def batch(self, index: int, rank: int, world: int) -> dict[str, Any]:
         sel = self.items[_shard(_epoch_slice(len(self.items), self.bs, index, self.seed), rank, world)]
-        return pair_batch(self.ws, sel[:, 0], sel[:, 1], td=self.td)
+        return pair_batch(self.ws, sel[:, 0], sel[:, 1], td=self.td, context_frames=self.context_frames)
 
 
-def pair_batch(ws: WindowSet, ref_idx, tgt_idx, *, td: int = 4) -> dict[str, Any]:
+def pair_batch(ws: WindowSet, ref_idx, tgt_idx, *, td: int = 4, context_frames: int = 0) -> dict[str, Any]:
+    """Target windows + their cross-scene reference windows; `context_frames` > 0 adds the reference clip's motion
+    history ("ref_motion_context", video rate, never the target clip's)."""
     out = window_batch(ws, tgt_idx, td=td)
     r = torch.as_tensor(np.array(ref_idx), dtype=torch.long)
     out.update({"ref_latents": ws.latents[r], "ref_motion": ws.motion[r], "ref_frames": ws.frames[r],
                 "ref_face_box": ws.face_box[r], "ref_window": r})
+    if context_frames > 0:
+        out["ref_motion_context"] = ws.clip_motion(r, context_frames)
     return out

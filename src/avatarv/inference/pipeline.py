@@ -29,7 +29,13 @@ from tqdm.auto import tqdm
 
 from ..diffusion.guidance import Guidance, guided_velocity
 from ..models.audio_features import log_mel
-from ..models.latent_time import as_latent_rate, expand_to_video_rate, latent_frames_for, video_frames_for
+from ..models.latent_time import (
+    as_latent_rate,
+    expand_to_video_rate,
+    latent_frames_for,
+    pool_to_latent_rate,
+    video_frames_for,
+)
 from ..models.motion import apply_motion_calibration
 
 CONDITIONS_FILE = "generator.json"  # written next to transformer/ by the training stages (train/generator.py)
@@ -137,6 +143,10 @@ class AvatarVPipeline(DiffusionPipeline):
             # measured motion (MediaPipe) → the representation the transformer was trained on (models/motion.py)
             measured = apply_motion_calibration(np.asarray(reference_motion, np.float32), cfg.motion_calibration)
             ref_motion = tr.normalize_motion(torch.as_tensor(measured[:n_ref_video])[None].to(device, dtype))
+        ref_context = None  # the reference's motion history (models/dit.py encode_reference), as trained in stage 3
+        if ref_motion is not None and tr.config.motion_context_frames > 0:
+            history = torch.as_tensor(measured[: tr.config.motion_context_frames])[None].to(device, dtype)
+            ref_context = tr.normalize_motion(pool_to_latent_rate(history, td))
 
         # 2. lengths, chunk plan, audio features
         n_video = max(1, int(round(len(audio) / sample_rate * cfg.fps)))
@@ -147,8 +157,9 @@ class AvatarVPipeline(DiffusionPipeline):
         feats = self._audio_features(audio, sample_rate, video_frames_for(n_latent_padded, td), device, dtype)
 
         # 3. the reference, once
-        cache = tr.encode_reference(ref_latents, ref_motion) if use_reference_cache else None
-        segments = [(ref_latents, ref_motion)] if use_ref_attention else []
+        cache = tr.encode_reference(ref_latents, ref_motion, ref_context) if use_reference_cache else None
+        segments = [(ref_latents, ref_motion)] + ([(None, ref_context)] if ref_context is not None else [])
+        segments = segments if use_ref_attention else []
 
         C, h, w = ref_latents.shape[1], ref_latents.shape[3], ref_latents.shape[4]
         # frame condition (models built with it): the reference's first frame, the same clean frame for every chunk,

@@ -18,7 +18,7 @@ from ..data.datasets import WindowBatches, window_batch
 from .generator import AvatarGenerator
 from .loop import loss_drop, make_accelerator, train_loop
 from .objectives import FlowSpec, SyncLoss, flow_loss
-from .stage import (SYNC_GRADER_SEED_OFFSET, StageOutcome, StagePaths, init_generator, load_stage_vae, load_sync_judge,
+from .stage import (SYNC_GRADER_SEED_OFFSET, StageOutcome, StagePaths, ensure_condition_prior, init_generator, load_stage_vae, load_sync_judge,
                     pick_device, stage_windows, validation_loss)
 
 STAGE = "a2v"
@@ -88,12 +88,13 @@ def run(cfg: Config, paths: StagePaths | None = None, *, steps: int | None = Non
     sync = None
     if spec.losses["sync"] > 0:
         vae.requires_grad_(False)
-        sync = SyncLoss(vae, load_sync_judge(cfg, paths, progress=progress))
+        sync = SyncLoss(vae, load_sync_judge(cfg, paths, progress=progress, device=device))
 
     model = init_generator(cfg, vae.config, paths.final("t2v"))
     # stage 2 adds the audio path: the audio encoder starts fresh here (stage 1 never used it)
     torch.manual_seed(cfg.seed + 1)
     model.audio_encoder = AvatarGenerator.from_config(cfg, vae.config.latent_channels).audio_encoder
+    ensure_condition_prior(cfg, model, ws, train_idx)
     model = model.to(device)
     before = validation_loss(model, ws, val_idx, spec, seed=cfg.seed, latent_frames=lf, td=td)
 
@@ -108,7 +109,8 @@ def run(cfg: Config, paths: StagePaths | None = None, *, steps: int | None = Non
     shuffled = validation_loss(final, ShuffledAudio(ws, val_idx), val_idx, spec, seed=cfg.seed, latent_frames=lf,
                                td=td)
     final.save(paths.final(STAGE), CONDITIONS)
-    grader = load_sync_judge(cfg, paths, progress=progress, name="sync_grader", seed_offset=SYNC_GRADER_SEED_OFFSET)
+    grader = load_sync_judge(cfg, paths, progress=progress, name="sync_grader", seed_offset=SYNC_GRADER_SEED_OFFSET,
+                             device=device)
     probe = sync_follow_probe(final.eval(), vae, ws, val_idx, grader, steps=cfg.dit.steps, seed=cfg.seed,
                               guidance_audio=cfg.dit.cfg_audio)
     metrics = {

@@ -37,14 +37,15 @@ class AvatarGenerator(nn.Module):
         audio = AudioEncoder(audio_dim=d.audio_dim, mel_mean=-8.0, mel_std=1.0)
         return cls(transformer, audio)
 
-    def forward(self, latents, timestep, *, mel=None, ref_latents=None, ref_motion=None, **dit_kwargs):
+    def forward(self, latents, timestep, *, mel=None, ref_latents=None, ref_motion=None, ref_motion_context=None,
+                **dit_kwargs):
         """The whole conditioned DiT call in one `forward`, so that DDP/FSDP see every trainable use of the
         weights: log-mel → audio features, clean reference → cached K/V (with gradients in training), then the
         transformer on the noisy generation tokens."""
         audio = self.audio_encoder(mel) if mel is not None else None
         reference = None
         if ref_latents is not None:
-            reference = self.transformer.encode_reference(ref_latents, ref_motion)
+            reference = self.transformer.encode_reference(ref_latents, ref_motion, ref_motion_context)
         return self.transformer(latents, timestep, audio=audio, reference=reference, **dit_kwargs)
 
     def save(self, path: str | Path, conditions: dict | None = None) -> Path:

@@ -98,7 +98,7 @@ def tracked_face_boxes(frames: torch.Tensor) -> torch.Tensor:
 
     H, W = frames.shape[2:4]
     scale = torch.tensor([W, H, W, H], dtype=torch.float32)
-    return torch.stack([torch.as_tensor(np.asarray(track_face(f.numpy()).boxes, np.float32)) / scale for f in frames])
+    return torch.stack([torch.as_tensor(np.asarray(track_face(f.cpu().numpy()).boxes, np.float32)) / scale for f in frames])
 
 
 @dataclass
@@ -124,7 +124,8 @@ class SyncLoss:
         if T < WINDOW:
             return x0_hat.new_zeros(())
         frames = video[:, :, :T].transpose(1, 2).reshape(B * T, 3, H, W)
-        boxes = lower_face(tracked_face_boxes(batch["frames"][:, :T]).to(frames).reshape(B * T, 4))
+        tracked = batch["tracked_box"][:, :T] if "tracked_box" in batch else tracked_face_boxes(batch["frames"][:, :T])
+        boxes = lower_face(tracked.to(frames).reshape(B * T, 4))
         grey = (crop_rects(frames, boxes, CROP) + 1) / 2  # (B·T, 3, h, w) in [0, 1]
         grey = (grey * grey.new_tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1).unflatten(0, (B, T))
         # the expert's per-clip normalisation (eval/sync_expert.prepare): temporal mean removed, one global scale
@@ -216,6 +217,8 @@ def flow_loss(
     if spec.reference:
         kw["ref_latents"] = batch["ref_latents"].float()
         kw["ref_motion"] = tr.normalize_motion(batch["ref_motion"].float()) if spec.motion else None
+        if spec.motion and "ref_motion_context" in batch:
+            kw["ref_motion_context"] = tr.normalize_motion(pool_to_latent_rate(batch["ref_motion_context"].float(), td))
         kw["drop_reference"] = drop()
     m_v = None
     if spec.motion:

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from ..data.datasets import WindowSet, pair_batch
+from ..models.latent_time import pool_to_latent_rate
 from .identity import embed_frames, train_face_embedder
 from .probes import lip_sync_corr, style_similarity, train_motion_probe
 from .sampling import latents_to_frames, sample_latents
@@ -31,13 +32,19 @@ def generate_for_pairs(model, vae, ws: WindowSet, items: np.ndarray, *, motion: 
     out = []
     for i in range(0, len(items), batch_size):
         sel = items[i : i + batch_size]
-        b = pair_batch(ws, sel[:, 0], sel[:, 1])
+        tr = model.transformer
+        b = pair_batch(ws, sel[:, 0], sel[:, 1], td=tr.config.temporal_downsample,
+                       context_frames=tr.config.motion_context_frames if motion else 0)
+        context = None
+        if "ref_motion_context" in b:
+            context = tr.normalize_motion(pool_to_latent_rate(b["ref_motion_context"].to(dev).float(), tr.config.temporal_downsample))
         shape = tuple(b["latents"].shape)
         gen = torch.Generator(device=dev).manual_seed(seed + i)
         lat, _ = sample_latents(
             model, shape, generator=gen, steps=steps, mel=b["mel"].to(dev).float(),
             ref_latents=b["ref_latents"].to(dev).float(),
-            ref_motion=model.transformer.normalize_motion(b["ref_motion"].to(dev).float()) if motion else None,
+            ref_motion=tr.normalize_motion(b["ref_motion"].to(dev).float()) if motion else None,
+            ref_motion_context=context,
             motion=motion,
             cond_frame=b["ref_latents"][:, :, 0].to(dev).float(),  # as at inference: the reference's first frame
             guidance_audio=guidance_audio,

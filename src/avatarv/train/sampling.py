@@ -27,6 +27,7 @@ def sample_latents(
     mel: torch.Tensor | None = None,
     ref_latents: torch.Tensor | None = None,
     ref_motion: torch.Tensor | None = None,
+    ref_motion_context: torch.Tensor | None = None,
     motion: bool = False,
     motion_dim: int = 16,
     bridge: torch.Tensor | None = None,
@@ -43,7 +44,7 @@ def sample_latents(
     m = torch.randn(B, T, motion_dim, generator=generator, device=dev) if motion else None
     n_bridge = 0 if bridge is None else bridge.shape[2]
     audio = model.audio_encoder(mel) if mel is not None else None
-    reference = tr.encode_reference(ref_latents, ref_motion) if ref_latents is not None else None
+    reference = tr.encode_reference(ref_latents, ref_motion, ref_motion_context) if ref_latents is not None else None
     times = flow_times(steps, shift).to(dev)
     no_audio = torch.ones(B, dtype=torch.bool, device=dev)
     for i in range(steps):

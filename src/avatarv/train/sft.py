@@ -21,7 +21,7 @@ from ..data.datasets import PairBatches, WindowSet, load_pairs
 from .identity import train_face_embedder
 from .loop import loss_drop, make_accelerator, train_loop
 from .objectives import FlowSpec, IdentityLoss, SyncLoss, flow_loss
-from .stage import (StageOutcome, StagePaths, init_generator, load_stage_vae, load_sync_judge, pick_device, stage_windows,
+from .stage import (StageOutcome, StagePaths, ensure_condition_prior, init_generator, load_stage_vae, load_sync_judge, pick_device, stage_windows,
                     validation_loss)
 
 STAGE = "sft"
@@ -52,16 +52,19 @@ def train_sft(cfg: Config, paths: StagePaths, ws: WindowSet, vae, embedder, *, l
     device = next(vae.parameters()).device
     td = vae.config.temporal_downsample
     pairs = load_pairs(paths.curated, ws)
-    source = PairBatches(ws, pairs, st.batch_size, seed=cfg.seed + 2, splits=("train",), td=td)
     spec = sft_spec(cfg, losses)
+    context = cfg.dit.motion_context_frames if spec.motion else 0
+    source = PairBatches(ws, pairs, st.batch_size, seed=cfg.seed + 2, splits=("train",), td=td, context_frames=context)
     identity = IdentityLoss(vae, embedder) if float(losses.get("identity", 0)) > 0 else None
     sync = None
     if float(losses.get("sync", 0)) > 0:
         vae.requires_grad_(False)
-        sync = SyncLoss(vae, load_sync_judge(cfg, paths, progress=progress))
+        sync = SyncLoss(vae, load_sync_judge(cfg, paths, progress=progress, device=device))
     model = init_generator(cfg, vae.config, paths.final("a2v")).to(device)
+    ensure_condition_prior(cfg, model, ws, ws.indices("train"))
     if spec.motion:  # the motion stream's token units: per-channel statistics of the training motion
-        model.transformer.register_to_config(**motion_statistics(ws.motion[torch.as_tensor(ws.indices("train"))]))
+        model.transformer.register_to_config(**motion_statistics(ws.motion[torch.as_tensor(ws.indices("train"))]),
+                                             motion_context_frames=context)
 
     def loss_fn(m, batch, gen, step):
         return flow_loss(m, batch, gen, spec, identity=identity, sync=sync, td=td)
@@ -73,7 +76,7 @@ def train_sft(cfg: Config, paths: StagePaths, ws: WindowSet, vae, embedder, *, l
     final_dir = run_dir / "final"
     final.save(final_dir, {"motion_stream": spec.motion, "reference_attention": True, "first_frame_bridge": False,
                            "motion_calibration": motion_calibration(paths) if spec.motion else None})
-    holdout = PairBatches(ws, pairs, st.batch_size, seed=0, splits=("holdout",), td=td)
+    holdout = PairBatches(ws, pairs, st.batch_size, seed=0, splits=("holdout",), td=td, context_frames=context)
     val = validation_loss(final, ws, None, spec, seed=cfg.seed, pair_items=holdout.items, td=td,
                           max_items=2 * st.eval_pairs)
     metrics = {"steps": total, "val_flow_holdout_pairs": val, **loss_drop(res.state.history),

@@ -77,6 +77,27 @@ def init_generator(cfg: Config, vae_config, init_from: Path | None) -> AvatarGen
     return AvatarGenerator.from_config(cfg, vae_config.latent_channels, vae_config.temporal_downsample)
 
 
+def condition_prior_variance(ws: WindowSet, indices) -> float:
+    """Per-element mean squared difference between the windows' latents and their clip's start frame (the frame
+    condition): the spread s² of the condition prior (models/dit.py prior_velocity)."""
+    idx = torch.as_tensor(np.asarray(indices))
+    start = ws.latents[torch.as_tensor(ws.clip_start[idx.numpy()])][:, :, :1].float()
+    return float(((ws.latents[idx].float() - start) ** 2).mean())
+
+
+def ensure_condition_prior(cfg: Config, model: AvatarGenerator, ws: WindowSet, indices) -> None:
+    """Turn the condition prior on (params.yaml dit.condition_prior) for a frame-conditioned generator that lacks it,
+    with s² measured on the training windows; a generator that has it keeps its value. The video velocity head
+    restarts at zero then: the generator starts as the prior itself, not as the prior plus a head trained to output
+    the whole velocity (stop 13: the tiny A2V started at held-out flow 1.54 that way and ended at 0.259)."""
+    tr = model.transformer
+    if cfg.dit.condition_prior and tr.config.frame_condition and tr.config.condition_prior_var is None:
+        tr.register_to_config(condition_prior_var=round(condition_prior_variance(ws, indices), 6))
+        with torch.no_grad():
+            tr.proj_out.weight.zero_()
+            tr.proj_out.bias.zero_()
+
+
 @torch.no_grad()
 def validation_loss(model: AvatarGenerator, ws: WindowSet, indices, spec: FlowSpec, *, seed: int, batch_size: int = 8,
                     latent_frames: int | None = None, text_lookup=None, pair_items=None, repeats: int = 2,
@@ -147,7 +168,7 @@ SYNC_GRADER_SEED_OFFSET = 29  # a third expert that grades the stages' samples w
 
 
 def load_sync_judge(cfg: Config, paths: StagePaths, progress: bool = True, name: str = "sync_judge",
-                    seed_offset: int = SYNC_JUDGE_SEED_OFFSET):
+                    seed_offset: int = SYNC_JUDGE_SEED_OFFSET, device: torch.device | str = "cpu"):
     """The frozen sync expert behind the `sync` loss (objectives.SyncLoss): trained once on the training
     identities' clean clips (eval/sync_expert, another seed than 10_eval's judge) into runs/a2v/<name>,
     reused by SFT. `name="sync_grader"` gives the stages' own grader (another seed again)."""
@@ -160,6 +181,6 @@ def load_sync_judge(cfg: Config, paths: StagePaths, progress: bool = True, name:
     if not (out / "config.json").exists():
         manifest = pd.read_parquet(Path(paths.corpus) / "manifest.parquet")
         train_expert(cfg, Path(paths.corpus), manifest, out, progress=progress, seed=cfg.seed + seed_offset)
-    judge = load_sync_expert(out)
+    judge = load_sync_expert(out).to(device)  # on the generator's device: SyncLoss feeds it decoded frames there
     judge.requires_grad_(False)
     return judge
