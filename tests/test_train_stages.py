@@ -148,15 +148,8 @@ def test_condition_prior_variance_and_switch():
     assert gen.transformer.config.condition_prior_var is None  # switched off in params.yaml: untouched
     ensure_condition_prior(cfg, gen, ws, [0, 1, 2, 3])
     assert abs(gen.transformer.config.condition_prior_var - brute) < 1e-5
-    tr = gen.transformer  # switched on: the velocity head restarts at zero, so the model IS the prior
-    x, t, cond = torch.randn(2, 2, 3, 8, 8), torch.tensor([0.9, 0.2]), torch.randn(2, 2, 8, 8)
-    with torch.no_grad():
-        torch.testing.assert_close(tr(x, t, cond_frame=cond).sample, tr.prior_velocity(x, t, cond))
-    with torch.no_grad():
-        tr.proj_out.weight.fill_(0.01)
-    ensure_condition_prior(cfg, gen, ws, [1])  # an inherited value is kept, and the trained head too
+    ensure_condition_prior(cfg, gen, ws, [1])  # an inherited value is kept
     assert abs(gen.transformer.config.condition_prior_var - brute) < 1e-5
-    assert bool((tr.proj_out.weight == 0.01).all())
 
 
 def test_reference_motion_history_is_its_whole_clip_in_time_order():

@@ -145,7 +145,7 @@ class DiTConfig:
     # a clean start frame concatenated channel-wise to every generated frame (models/dit.py: frame condition)
     frame_condition: bool = False
     # predict the residual over the Gaussian-prior velocity around that frame (models/dit.py prior_velocity);
-    # its spread s² is measured on the training windows when stage 2 (or 3, for an older parent) starts
+    # switched on by stage 3 (personality SFT), with its spread s² measured on the training windows
     condition_prior: bool = False
     # video frames of the reference clip's motion history fed to the motion stream as a motion-only reference segment
     # (models/dit.py encode_reference); 0 = only the reference window's own motion tokens

@@ -18,7 +18,7 @@ from ..data.datasets import WindowBatches, window_batch
 from .generator import AvatarGenerator
 from .loop import loss_drop, make_accelerator, train_loop
 from .objectives import FlowSpec, SyncLoss, flow_loss
-from .stage import (SYNC_GRADER_SEED_OFFSET, StageOutcome, StagePaths, ensure_condition_prior, init_generator, load_stage_vae, load_sync_judge,
+from .stage import (SYNC_GRADER_SEED_OFFSET, StageOutcome, StagePaths, init_generator, load_stage_vae, load_sync_judge,
                     pick_device, stage_windows, validation_loss)
 
 STAGE = "a2v"
@@ -94,7 +94,6 @@ def run(cfg: Config, paths: StagePaths | None = None, *, steps: int | None = Non
     # stage 2 adds the audio path: the audio encoder starts fresh here (stage 1 never used it)
     torch.manual_seed(cfg.seed + 1)
     model.audio_encoder = AvatarGenerator.from_config(cfg, vae.config.latent_channels).audio_encoder
-    ensure_condition_prior(cfg, model, ws, train_idx)
     model = model.to(device)
     before = validation_loss(model, ws, val_idx, spec, seed=cfg.seed, latent_frames=lf, td=td)
 
