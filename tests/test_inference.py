@@ -255,23 +255,34 @@ def test_tiny_profile_pipeline_from_config(tiny_cfg):
     assert out.frames.shape == (25, 32, 32, 3) and p.config.chunk_latent_frames == tiny_cfg.dit.chunk_latent_frames
 
 
-def test_motion_stream_enters_and_leaves_in_token_units():
-    """With motion statistics on the transformer, the reference motion enters the cache normalised and the returned
-    motion is denormalised: the output equals the stream the transformer denoised, mapped back."""
+def _pipeline_with_motion_units(**config):
+    """The tiny pipeline whose transformer has motion statistics (mean 0.5, std 0.1) and `config` registered."""
     vae, dit, audio_encoder = tiny_pipeline_parts()
     dit = __import__("copy").deepcopy(dit)
-    dit.register_to_config(motion_mean=[0.5] * 16, motion_std=[0.1] * 16)
-    pipe = tiny_pipeline((vae, dit, audio_encoder))
-    ref_motion = np.full((9, 16), 0.7, np.float32)
+    dit.register_to_config(motion_mean=[0.5] * 16, motion_std=[0.1] * 16, **config)
+    return vae, dit, audio_encoder, tiny_pipeline((vae, dit, audio_encoder))
+
+
+def _run_seeing_reference(pipe, dit, ref_motion):
+    """Run without CFG; also return what encode_reference got: {"ref": motion tokens, "context": history or None}."""
     seen = {}
     real = dit.encode_reference
 
     def spy(latents, motion=None, context=None):
-        seen["ref"] = motion.clone()
+        seen["ref"], seen["context"] = motion.clone(), None if context is None else context.clone()
         return real(latents, motion, context)
 
     with mock.patch.object(dit, "encode_reference", side_effect=spy):
         out = _run(pipe, 0.6, reference_motion=ref_motion, guidance=Guidance(1.0, 1.0))
+    return out, seen
+
+
+def test_motion_stream_enters_and_leaves_in_token_units():
+    """With motion statistics on the transformer, the reference motion enters the cache normalised and the returned
+    motion is denormalised: the output equals the stream the transformer denoised, mapped back."""
+    vae, dit, audio_encoder, pipe = _pipeline_with_motion_units()
+    ref_motion = np.full((9, 16), 0.7, np.float32)
+    out, seen = _run_seeing_reference(pipe, dit, ref_motion)
     assert torch.allclose(seen["ref"], torch.full_like(seen["ref"], 2.0), atol=1e-5)  # (0.7 - 0.5) / 0.1
     tokens = (out.motion - 0.5) / 0.1  # what the transformer produced, in token units
     plain = tiny_pipeline((vae, tiny_pipeline_parts()[1], audio_encoder))
@@ -284,20 +295,9 @@ def test_motion_context_is_the_references_motion_history():
     """A transformer trained with a motion context gets the reference's whole measured motion (first
     motion_context_frames frames, latent rate, token units) as a motion-only segment; the cached pipeline equals
     the uncached joint model with that segment, and the history changes the output."""
-    vae, dit, audio_encoder = tiny_pipeline_parts()
-    dit = __import__("copy").deepcopy(dit)
-    dit.register_to_config(motion_mean=[0.5] * 16, motion_std=[0.1] * 16, motion_context_frames=21)
-    pipe = tiny_pipeline((vae, dit, audio_encoder))
+    vae, dit, _, pipe = _pipeline_with_motion_units(motion_context_frames=21)
     ref_motion = np.random.default_rng(0).normal(0.5, 0.1, (30, 16)).astype(np.float32)
-    seen = {}
-    real = dit.encode_reference
-
-    def spy(latents, motion=None, context=None):
-        seen["context"] = context.clone()
-        return real(latents, motion, context)
-
-    with mock.patch.object(dit, "encode_reference", side_effect=spy):
-        out = _run(pipe, 0.6, reference_motion=ref_motion, guidance=Guidance(1.0, 1.0))
+    out, seen = _run_seeing_reference(pipe, dit, ref_motion)
     td = vae.config.temporal_downsample
     expected = pool_to_latent_rate((torch.as_tensor(ref_motion[:21])[None] - 0.5) / 0.1, td)
     torch.testing.assert_close(seen["context"], expected, atol=1e-5, rtol=1e-5)

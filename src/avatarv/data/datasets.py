@@ -137,7 +137,7 @@ class WindowSet:
     def clip_windows(self) -> dict[str, np.ndarray]:
         """clip_id → its window rows in time order (windows tile the clip back to back: start = k·window length)."""
         m = self.meta.reset_index(drop=True)
-        return {c: g.sort_values("start").index.to_numpy() for c, g in m.groupby("clip_id")}
+        return {c: g.sort_values("start").index.to_numpy(copy=True) for c, g in m.groupby("clip_id")}
 
     def clip_motion(self, rows, n_frames: int) -> torch.Tensor:
         """(B, n, 16) video-rate motion of each row's whole clip (its windows concatenated in time order), the first

@@ -29,13 +29,7 @@ from tqdm.auto import tqdm
 
 from ..diffusion.guidance import Guidance, guided_velocity
 from ..models.audio_features import log_mel
-from ..models.latent_time import (
-    as_latent_rate,
-    expand_to_video_rate,
-    latent_frames_for,
-    pool_to_latent_rate,
-    video_frames_for,
-)
+from ..models.latent_time import as_latent_rate, expand_to_video_rate, latent_frames_for, video_frames_for
 from ..models.motion import apply_motion_calibration
 
 CONDITIONS_FILE = "generator.json"  # written next to transformer/ by the training stages (train/generator.py)
@@ -146,7 +140,7 @@ class AvatarVPipeline(DiffusionPipeline):
         ref_context = None  # the reference's motion history (models/dit.py encode_reference), as trained in stage 3
         if ref_motion is not None and tr.config.motion_context_frames > 0:
             history = torch.as_tensor(measured[: tr.config.motion_context_frames])[None].to(device, dtype)
-            ref_context = tr.normalize_motion(pool_to_latent_rate(history, td))
+            ref_context = tr.motion_history_tokens(history)
 
         # 2. lengths, chunk plan, audio features
         n_video = max(1, int(round(len(audio) / sample_rate * cfg.fps)))

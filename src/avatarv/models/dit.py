@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .dit_blocks import AvatarBlock, Segment, TimestepEmbedding, _per_frame
-from .latent_time import as_latent_rate, audio_windows
+from .latent_time import as_latent_rate, audio_windows, pool_to_latent_rate
 from .reference_attention import (
     attend,
     dense_segment_attention,
@@ -121,6 +121,11 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         them (older checkpoints) this is the identity."""
         stats = self._motion_stats(motion)
         return motion if stats is None else (motion - stats[0]) / stats[1]
+
+    def motion_history_tokens(self, history: torch.Tensor) -> torch.Tensor:
+        """(B, T_video, 16) video-rate motion history → the latent-rate token units of `encode_reference`'s
+        motion_context (one place for training, the proof's sampler and the pipeline)."""
+        return self.normalize_motion(pool_to_latent_rate(history, self.config.temporal_downsample))
 
     def denormalize_motion(self, motion: torch.Tensor) -> torch.Tensor:
         stats = self._motion_stats(motion)

@@ -218,7 +218,7 @@ def flow_loss(
         kw["ref_latents"] = batch["ref_latents"].float()
         kw["ref_motion"] = tr.normalize_motion(batch["ref_motion"].float()) if spec.motion else None
         if spec.motion and "ref_motion_context" in batch:
-            kw["ref_motion_context"] = tr.normalize_motion(pool_to_latent_rate(batch["ref_motion_context"].float(), td))
+            kw["ref_motion_context"] = tr.motion_history_tokens(batch["ref_motion_context"].float())
         kw["drop_reference"] = drop()
     m_v = None
     if spec.motion:

@@ -18,7 +18,6 @@ import pandas as pd
 import torch
 
 from ..data.datasets import WindowSet, pair_batch
-from ..models.latent_time import pool_to_latent_rate
 from .identity import embed_frames, train_face_embedder
 from .probes import lip_sync_corr, style_similarity, train_motion_probe
 from .sampling import latents_to_frames, sample_latents
@@ -37,7 +36,7 @@ def generate_for_pairs(model, vae, ws: WindowSet, items: np.ndarray, *, motion: 
                        context_frames=tr.config.motion_context_frames if motion else 0)
         context = None
         if "ref_motion_context" in b:
-            context = tr.normalize_motion(pool_to_latent_rate(b["ref_motion_context"].to(dev).float(), tr.config.temporal_downsample))
+            context = tr.motion_history_tokens(b["ref_motion_context"].to(dev).float())
         shape = tuple(b["latents"].shape)
         gen = torch.Generator(device=dev).manual_seed(seed + i)
         lat, _ = sample_latents(
