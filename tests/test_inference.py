@@ -151,6 +151,8 @@ def media(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("media")
     Image.fromarray(astronaut()[:300, 100:400]).resize((128, 128)).save(d / "face.png")
+    face = np.asarray(Image.open(d / "face.png"))
+    write_video(d / "face.mp4", np.stack([np.roll(face, k % 3, axis=1) for k in range(30)]), 25)
     Image.fromarray(np.full((96, 96, 3), 128, np.uint8)).save(d / "gray.png")
     write_wav(d / "speech.wav", _speech(0.9), SR)
     write_wav(d / "silence.wav", np.zeros(SR, np.float32), SR)
@@ -306,3 +308,80 @@ def test_motion_context_is_the_references_motion_history():
     calm = _run(pipe, 0.6, reference_motion=np.concatenate([ref_motion[:9], np.full((21, 16), 0.5, np.float32)]),
                 guidance=Guidance(1.0, 1.0))
     assert np.abs(calm.motion - out.motion).max() > 1e-4
+
+
+def test_cli_measures_the_motion_history_over_the_reference_clip(media, tmp_path):
+    """The reference motion is measured over `motion_context_frames` frames of the reference clip (the history the
+    transformer was trained with), not only over the frames of the video reference (stop 13's eval and CLI passed
+    those 5–9 frames, so the trained 4 s history never reached generation)."""
+    vae, dit, audio_encoder, pipe = _pipeline_with_motion_units(motion_context_frames=21)
+    n_video, n_motion = pipe.reference_frames_used()
+    assert (n_video, n_motion) == (1 + vae.config.temporal_downsample, 21)
+    plain = tiny_pipeline((vae, tiny_pipeline_parts()[1], audio_encoder))
+    assert plain.reference_frames_used() == (n_video, n_video)  # no history without one in the transformer
+    no_stream = tiny_pipeline((vae, dit, audio_encoder), motion_stream=False)
+    assert no_stream.reference_frames_used() == (n_video, n_video)
+    ckpt = tmp_path / "pipe"
+    pipe.save_pretrained(ckpt)
+    seen = []
+
+    def measured(frames):
+        seen.append(len(frames))
+        return np.full((len(frames), 16), 0.5, np.float32)
+
+    with mock.patch("avatarv.inference.cli.reference_motion", side_effect=measured):
+        assert _cli("--ref", media / "face.mp4", "--audio", media / "speech.wav", "--out", tmp_path / "o.mp4",
+                    "--checkpoint", ckpt, "--steps", "1", "--no-progress") == 0
+    assert seen == [21]
+
+
+def test_motion_plan_moves_the_condition_prior_chunk_by_chunk():
+    """A transformer trained with motion_shift gets, in every chunk, the condition prior's mean = the reference's
+    first frame translated by the head shift of a motion plan drawn from the calibrated reference history (one plan
+    for the whole video, chunk k reads its own frames); without motion_shift no prior mean is given."""
+    from avatarv.inference.pipeline import square_resize
+    from avatarv.models.dit import AvatarTransformer3DModel
+    from avatarv.models.motion_plan import DX, DY, head_shift, shifted_condition
+
+    vae, _, audio_encoder = tiny_pipeline_parts()
+    ref_motion = np.random.default_rng(0).normal(0.5, 0.1, (30, 16)).astype(np.float32)
+    plan = np.zeros((64, 16), np.float32)
+    plan[:, DX], plan[:, DY] = np.linspace(0, 1.5, 64), -np.linspace(0, 0.5, 64)
+    def run(shift_on: bool):
+        """(prior means the transformer got, calls of motion_plan) for one generation."""
+        torch.manual_seed(0)
+        dit = AvatarTransformer3DModel(in_channels=4, hidden=32, layers=2, heads=2, audio_dim=8, sample_size=32,
+                                       frame_condition=True, condition_prior_var=0.1, motion_context_frames=21,
+                                       motion_shift=shift_on).eval()
+        seen, asked = [], []
+        real = dit.forward
+
+        def spy(latents, *a, prior_mean=None, **kw):
+            seen.append(prior_mean)
+            return real(latents, *a, prior_mean=prior_mean, **kw)
+
+        def planner(history, n_frames, generator):
+            asked.append((history.copy(), n_frames))
+            return plan[:n_frames]
+
+        with mock.patch.object(dit, "forward", side_effect=spy), \
+                mock.patch("avatarv.inference.pipeline.motion_plan", side_effect=planner):
+            _run(tiny_pipeline((vae, dit, audio_encoder)), 1.3, reference_motion=ref_motion, guidance=Guidance(1.0, 1.0))
+        return seen, asked
+
+    for shift_on in (True, False):
+        seen, asked = run(shift_on)
+        if not shift_on:
+            assert asked == [] and all(p is None for p in seen)
+            continue
+        td = vae.config.temporal_downsample
+        assert len(asked) == 1 and asked[0][1] >= 33 and (asked[0][1] - 1) % td == 0  # 1.3 s: 33 frames, padded
+        np.testing.assert_allclose(asked[0][0], ref_motion[:21])  # no calibration on this pipeline
+        cond = vae.encode(square_resize(_ref()[:1], 32))[:, :, 0]
+        latent_plan = pool_to_latent_rate(torch.as_tensor(plan[: asked[0][1]])[None], td)
+        shift = head_shift(latent_plan, torch.as_tensor(plan[:1]), 8)
+        assert len(seen) == 6 and shift[0, -1].abs().max() > 0.1
+        for k, start in enumerate((0, 3, 6)):  # chunk starts (4 latent frames, 1 bridge)
+            for step in range(2):
+                torch.testing.assert_close(seen[2 * k + step], shifted_condition(cond, shift[:, start : start + 4]),
+                                           atol=1e-5, rtol=1e-5)

@@ -290,6 +290,32 @@ def test_condition_prior_adds_to_the_network_and_keeps_cache_exact(conditioned):
 
 
 @torch.no_grad()
+def test_prior_mean_per_frame_replaces_the_condition_frame(conditioned):
+    """A per-frame prior mean (models/motion_plan.py) moves only the prior: the same mean on every frame equals the
+    condition frame itself; another mean changes the velocity by exactly the prior's difference, cached == uncached."""
+    x = _inputs()
+    t = torch.tensor([0.9, 0.4])
+    g = torch.Generator().manual_seed(4)
+    cond = torch.randn(2, 4, 8, 8, generator=g)
+    m = AvatarTransformer3DModel(in_channels=4, hidden=32, layers=2, heads=2, audio_dim=8, frame_condition=True,
+                                 condition_prior_var=0.05).eval()
+    m.load_state_dict(conditioned.state_dict())
+    cache = m.encode_reference(x["ref"], x["ref_motion"])
+    T = x["latents"].shape[2]
+    base = m(x["latents"], t, x["motion"], x["audio"], reference=cache, cond_frame=cond)
+    same = m(x["latents"], t, x["motion"], x["audio"], reference=cache, cond_frame=cond,
+             prior_mean=cond[:, :, None].expand(-1, -1, T, -1, -1))
+    torch.testing.assert_close(same.sample, base.sample, **TOL)
+    mean = cond[:, :, None] + torch.randn(2, 4, T, 8, 8, generator=g)
+    moved = m(x["latents"], t, x["motion"], x["audio"], reference=cache, cond_frame=cond, prior_mean=mean)
+    torch.testing.assert_close(moved.sample - base.sample,
+                               m.prior_velocity(x["latents"], t, mean) - m.prior_velocity(x["latents"], t, cond), **TOL)
+    joint = m.forward_uncached(x["latents"], t, x["motion"], x["audio"], None, [(x["ref"], x["ref_motion"])],
+                               attention="dense", cond_frame=cond, prior_mean=mean)
+    torch.testing.assert_close(moved.sample, joint.sample, **TOL)
+
+
+@torch.no_grad()
 @pytest.mark.parametrize("attention", ["dense", "sparse"])
 def test_motion_context_segment_cached_equals_uncached(model, attention):
     """The reference's motion history enters as a motion-only segment: cached == the uncached joint model with the

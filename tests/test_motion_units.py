@@ -60,3 +60,34 @@ def test_flow_loss_runs_the_motion_flow_in_token_units():
     assert a == pytest.approx(c, rel=1e-5)
     _, raw = flow_loss(without, b, torch.Generator().manual_seed(7), spec, td=1)
     assert abs(raw["motion"] - a["motion"]) > 1e-3  # the units matter
+
+
+def test_flow_loss_moves_the_condition_prior_with_the_targets_head_shift():
+    """With motion_shift the prior mean of every target frame is the clip's start frame translated by the target's
+    own head shift since that frame (teacher forcing; models/motion_plan.py); without it no prior mean is given."""
+    from unittest import mock
+
+    from avatarv.models.motion_plan import DX, DY, head_shift, shifted_condition
+
+    b = _batch()
+    b["start_latent"] = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(6))
+    b["start_motion"] = b["motion"][:, 0] - 0.1
+    b["motion"][:, :, DX] += torch.linspace(0, 0.4, T)  # the head drifts right and up through the window
+    b["motion"][:, :, DY] -= torch.linspace(0, 0.2, T)
+    gen = _generator({"frame_condition": True, "condition_prior_var": 0.1})
+    seen = []
+    real = gen.transformer.forward
+
+    def spy(*a, **k):
+        seen.append(k.get("prior_mean"))
+        return real(*a, **k)
+
+    for shift_on in (True, False):
+        spec = FlowSpec(audio=True, reference=True, motion=True, start_frame=True, motion_shift=shift_on,
+                        cond_dropout=0.0, losses={"motion": 1.0})
+        with mock.patch.object(gen.transformer, "forward", side_effect=spy):
+            flow_loss(gen, b, torch.Generator().manual_seed(7), spec, td=1)
+    expected = shifted_condition(b["start_latent"], head_shift(b["motion"], b["start_motion"], 8))
+    torch.testing.assert_close(seen[0], expected)
+    assert head_shift(b["motion"], b["start_motion"], 8)[:, -1, 0].min() > 0.1  # a real shift was tested
+    assert seen[1] is None

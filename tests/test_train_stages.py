@@ -110,13 +110,16 @@ def test_clip_start_frame_is_each_windows_clip_first_window():
     n = len(meta)
     lat = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1, 1).expand(n, 2, 3, 2, 2).clone()
     lat[:, :, 1:] += 100  # only latent frame 0 carries the window's id
-    ws = WindowSet(latents=lat, frames=torch.zeros(n, 9, 4, 4, 3, dtype=torch.uint8), motion=torch.zeros(n, 9, 16),
+    motion = torch.arange(n, dtype=torch.float32).view(n, 1, 1).expand(n, 9, 16).clone()
+    motion[:, 1:] += 100  # only video frame 0 carries the window's id
+    ws = WindowSet(latents=lat, frames=torch.zeros(n, 9, 4, 4, 3, dtype=torch.uint8), motion=motion,
                    mel=torch.zeros(n, 80, 36), face_box=torch.zeros(n, 9, 4), mouth_box=torch.zeros(n, 9, 4),
                    identity=torch.zeros(n, dtype=torch.long), meta=meta, identities=["x"])
     assert ws.clip_start.tolist() == [0, 0, 4, 0, 4]
     b = window_batch(ws, [3, 2, 1], td=1)
     assert b["start_latent"].shape == (3, 2, 2, 2)
     assert b["start_latent"][:, 0, 0, 0].tolist() == [0.0, 4.0, 0.0]
+    assert b["start_motion"].shape == (3, 16) and b["start_motion"][:, 0].tolist() == [0.0, 4.0, 0.0]
 
 
 def test_condition_prior_variance_and_switch():

@@ -150,6 +150,9 @@ class DiTConfig:
     # video frames of the reference clip's motion history fed to the motion stream as a motion-only reference segment
     # (models/dit.py encode_reference); 0 = only the reference window's own motion tokens
     motion_context_frames: int = 0
+    # the condition prior's mean moves with the motion stream's head shift (models/motion_plan.py): trained on the
+    # target's own motion, sampled with a plan carrying the reference's motion spectrum (stage 3 on)
+    motion_shift: bool = False
     reference_time_stride: int = 256  # RoPE time offset between reference segments (reference k at -(k+1)·stride)
     flow_shift: float = 1.0  # timestep shift for training sampling and the scheduler (>1 = more time at high noise)
     steps: int = 12  # sampling steps

@@ -335,6 +335,7 @@ def window_batch(ws: WindowSet, sel, *, latent_frames: int | None = None, image_
         "captions": [ws.meta.at[int(i), "caption"] for i in sel],
         "window": sel,
         "start_latent": ws.latents[torch.as_tensor(ws.clip_start[sel.numpy()])][:, :, 0],  # (B, C, h, w)
+        "start_motion": ws.motion[torch.as_tensor(ws.clip_start[sel.numpy()])][:, 0],  # (B, 16) at that frame
         **({} if ws.tracked_box is None else {"tracked_box": ws.tracked_box[sel][:, :tv]}),
     }
 

@@ -106,13 +106,13 @@ def generated(cases: list[dict], corpus_dir: Path, out: Path, checkpoint: Path, 
         cfg = load_config()
     pipe = load_pipeline(checkpoint, cfg).to(device)
     pipe.set_progress_bar_config(disable=True)
-    n_ref = 1 + pipe.vae.config.temporal_downsample * (pipe.config.reference_latent_frames - 1)
+    _, n_motion = pipe.reference_frames_used()
     for c in todo:
-        ref = read_video(corpus_dir / c["ref_path"], max_frames=max(n_ref, 1))
+        ref = read_video(corpus_dir / c["ref_path"], max_frames=n_motion)
         audio, sr = target_audio(c, corpus_dir, seconds)
         torch.manual_seed(seed)  # rows must not depend on what ran before in the process (global RNG users)
         np.random.seed(seed)
-        motion = reference_motion(ref.frames[:n_ref])
+        motion = reference_motion(ref.frames)
         result = pipe(ref.frames, audio, sr, reference_motion=motion, num_inference_steps=steps or None,
                       generator=torch.Generator().manual_seed(seed), progress=progress)
         write_video(out / f"{c['case_id']}.mp4", result.frames, pipe.config.fps, audio, sr)

@@ -138,8 +138,8 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)
     pipe = load_pipeline(ckpt, cfg).to(device)
     pipe.set_progress_bar_config(disable=True)
-    n_ref = 1 + pipe.vae.config.temporal_downsample * (pipe.config.reference_latent_frames - 1)
-    motion = reference_motion(style_frames[:n_ref])
+    n_ref, n_motion = pipe.reference_frames_used()
+    motion = reference_motion(style_frames[:n_motion])
     if motion is not None and len(motion) < min(n_ref, len(frames)):  # a shorter style clip: hold its last pose
         motion = np.concatenate([motion, np.repeat(motion[-1:], min(n_ref, len(frames)) - len(motion), 0)])
 

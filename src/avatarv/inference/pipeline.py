@@ -29,8 +29,15 @@ from tqdm.auto import tqdm
 
 from ..diffusion.guidance import Guidance, guided_velocity
 from ..models.audio_features import log_mel
-from ..models.latent_time import as_latent_rate, expand_to_video_rate, latent_frames_for, video_frames_for
+from ..models.latent_time import (
+    as_latent_rate,
+    expand_to_video_rate,
+    latent_frames_for,
+    pool_to_latent_rate,
+    video_frames_for,
+)
 from ..models.motion import apply_motion_calibration
+from ..models.motion_plan import head_shift, motion_plan, shifted_condition
 
 CONDITIONS_FILE = "generator.json"  # written next to transformer/ by the training stages (train/generator.py)
 
@@ -81,6 +88,14 @@ class AvatarVPipeline(DiffusionPipeline):
                                 motion_calibration=motion_calibration)
 
     # ------------------------------------------------------------------------------------------ pieces
+    def reference_frames_used(self) -> tuple[int, int]:
+        """(video frames the reference latents come from, video frames of reference motion the pipeline reads):
+        callers measure the reference motion over the second — the motion history is the reference clip's first
+        `motion_context_frames` frames, as in training (stage 3), not just the few frames of the video reference."""
+        n_video = 1 + self.vae.config.temporal_downsample * (self.config.reference_latent_frames - 1)
+        history = self.transformer.config.motion_context_frames if self.config.motion_stream else 0
+        return n_video, max(n_video, history)
+
     def _audio_features(self, audio: np.ndarray, sample_rate: int, n_video_padded: int, device, dtype) -> torch.Tensor:
         """(1, n_video_padded, audio_dim): silence-padded waveform → log-mel → audio encoder, one row per frame."""
         from ..media import resample
@@ -159,6 +174,12 @@ class AvatarVPipeline(DiffusionPipeline):
         # frame condition (models built with it): the reference's first frame, the same clean frame for every chunk,
         # as training conditions every window of a clip on the clip's start frame (WindowSet.clip_start)
         cond = ref_latents[:, :, 0]
+        shift = None  # a head-motion plan moving the condition prior (models/motion_plan.py), as trained in stage 3
+        if ref_motion is not None and tr.config.motion_shift and tr.config.condition_prior_var:
+            plan = motion_plan(measured[: max(tr.config.motion_context_frames, n_ref_video)],
+                               video_frames_for(n_latent_padded, td), generator)
+            plan_latent = pool_to_latent_rate(torch.as_tensor(plan)[None], td)[:, :n_latent_padded]
+            shift = head_shift(plan_latent, torch.as_tensor(plan[:1]), h).to(device)
         motion_dim = tr.config.motion_dim
         margin = tr.config.audio_window
         chunks_latents, chunks_motion = [], []
@@ -183,12 +204,14 @@ class AvatarVPipeline(DiffusionPipeline):
             a0 = td * s - lead
             a_chunk = feats[:, a0 : td * (s + T_c - 1) + margin + 1]
 
+            prior_mean = None if shift is None else shifted_condition(cond, shift[:, s : s + T_c]).to(dtype)
             self.scheduler.set_timesteps(sigmas=self._sigmas(steps), device=device)
             for t in self.scheduler.timesteps:
                 sigma = (t / self.scheduler.config.num_train_timesteps).reshape(1).to(device)
 
                 def predict(use_ref: bool, use_audio: bool):
-                    kw = dict(audio=a_chunk if use_audio else None, n_bridge=n_bridge, audio_lead=lead, cond_frame=cond)
+                    kw = dict(audio=a_chunk if use_audio else None, n_bridge=n_bridge, audio_lead=lead, cond_frame=cond,
+                              prior_mean=prior_mean)
                     m_in = mot if use_motion else None
                     if use_reference_cache:
                         out = tr(lat, sigma, m_in, reference=cache if use_ref else None, **kw)

@@ -83,6 +83,7 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         motion_std: list[float] | None = None,
         condition_prior_var: float | None = None,
         motion_context_frames: int = 0,
+        motion_shift: bool = False,
     ):
         super().__init__()
         D = hidden
@@ -134,18 +135,21 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
     # --------------------------------------------------------------------------------------------- condition prior
     def prior_velocity(self, latents: torch.Tensor, timestep: torch.Tensor, cond_frame: torch.Tensor) -> torch.Tensor:
         """E[v | x_t] when x0 ~ N(cond, s²·I) and noise ~ N(0, I) (x_t = (1-t)·x0 + t·noise, v = noise - x0):
-        v = ((t - (1-t)·s²)·x_t - t·cond) / ((1-t)²·s² + t²); -x_t at t = 0, x_t - cond at t = 1, finite between."""
+        v = ((t - (1-t)·s²)·x_t - t·cond) / ((1-t)²·s² + t²); -x_t at t = 0, x_t - cond at t = 1, finite between.
+        `cond_frame` (B, C, H, W) is one mean for every frame; (B, C, T, H, W) a mean per frame (models/motion_plan)."""
         s2 = float(self.config.condition_prior_var)
         B, C, _, H, W = latents.shape
         t = timestep.to(latents.dtype).reshape(B, 1, 1, 1, 1)
-        cond = cond_frame.to(latents.dtype).reshape(B, C, 1, H, W)
+        cond = cond_frame.to(latents.dtype).reshape(B, C, -1, H, W)
         return ((t - (1 - t) * s2) * latents - t * cond) / ((1 - t) ** 2 * s2 + t**2)
 
-    def _add_prior(self, out: AvatarTransformerOutput, latents, timestep, cond_frame) -> AvatarTransformerOutput:
+    def _add_prior(self, out: AvatarTransformerOutput, latents, timestep, cond_frame,
+                   prior_mean=None) -> AvatarTransformerOutput:
         if cond_frame is None or not self.config.frame_condition or not self.config.condition_prior_var:
             return out
         t = torch.as_tensor(timestep, device=latents.device, dtype=torch.float32).reshape(-1).expand(latents.shape[0])
-        return AvatarTransformerOutput(sample=out.sample + self.prior_velocity(latents, t, cond_frame).to(out.sample.dtype),
+        mean = cond_frame if prior_mean is None else prior_mean
+        return AvatarTransformerOutput(sample=out.sample + self.prior_velocity(latents, t, mean).to(out.sample.dtype),
                                        motion=out.motion)
 
     # --------------------------------------------------------------------------------------------- embedding
@@ -325,10 +329,12 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         drop_reference: torch.Tensor | None = None,
         audio_lead: int = 0,
         cond_frame: torch.Tensor | None = None,
+        prior_mean: torch.Tensor | None = None,
         return_dict: bool = True,
     ):
         """Velocity of the generation tokens; the reference enters only through its cached K/V. `cond_frame`
-        (B, C, H', W') is used by models built with `frame_condition` and ignored by others."""
+        (B, C, H', W') is used by models built with `frame_condition` and ignored by others; `prior_mean`
+        (B, C, T, H', W') replaces it as the condition prior's mean per frame (models/motion_plan.py)."""
         T = latents.shape[2]
         x, S, h, w, seg, out_mod, rope, text_ctx, audio_ctx = self._prepare(
             latents, timestep, motion, audio, text, n_bridge, text_mask, drop_audio, drop_text, audio_lead, cond_frame)
@@ -341,7 +347,8 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
                 def attention(q, k, v, pk=reference.keys[i], pv=reference.values[i]):
                     return attend(q, k, v, pk, pv, keep)
             x = self._run_block(block, x, [seg], rope, attention, text_ctx, audio_ctx, S)
-        out = self._add_prior(self._head(x, out_mod, T, S, h, w, motion is not None), latents, timestep, cond_frame)
+        out = self._add_prior(self._head(x, out_mod, T, S, h, w, motion is not None), latents, timestep, cond_frame,
+                              prior_mean)
         return out if return_dict else (out.sample, out.motion)
 
     def forward_uncached(
@@ -359,6 +366,7 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         drop_text: torch.Tensor | None = None,
         audio_lead: int = 0,
         cond_frame: torch.Tensor | None = None,
+        prior_mean: torch.Tensor | None = None,
     ) -> AvatarTransformerOutput:
         """The same model without the cache: reference segments and generation tokens form one joint sequence
         that goes through every layer at every call, self-attention under the segment mask (dense / sparse / flex).
@@ -387,7 +395,7 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
             xg = block.cross_attention(x[:, n_ref:], text_ctx, audio_ctx, S)
             x = block.feed_forward(torch.cat([x[:, :n_ref], xg], dim=1), layout)
         return self._add_prior(self._head(x[:, n_ref:], out_mod, T, S, h, w, motion is not None), latents, timestep,
-                               cond_frame)
+                               cond_frame, prior_mean)
 
 
 def transformer_from_config(dit_cfg, in_channels: int, sample_size: int = 64, temporal_downsample: int = 4) -> AvatarTransformer3DModel:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..diffusion.flow import sample_timesteps
 from ..models.latent_time import pool_to_latent_rate
+from ..models.motion_plan import head_shift, shifted_condition
 from .generator import unwrap
 
 
@@ -41,6 +42,7 @@ class FlowSpec:
     n_bridge: int = 0  # clean leading latent frames (a2v: 1 = the face image)
     bridge_prob: float = 0.0  # chance that a batch gets one clean bridge frame (when n_bridge = 0)
     start_frame: bool = False  # feed the clip's start frame (batch["start_latent"]) as the frame condition (dit.py)
+    motion_shift: bool = False  # the condition prior's mean follows the target's head shift (models/motion_plan.py)
     cond_dropout: float = 0.1  # per-sample, per-condition drop rate (classifier-free guidance)
     timestep_shift: float = 1.0
     losses: dict[str, float] = field(default_factory=dict)  # face, lip, identity, motion weights
@@ -207,6 +209,9 @@ def flow_loss(
     kw: dict[str, Any] = {"n_bridge": n_bridge}
     if spec.start_frame:
         kw["cond_frame"] = batch["start_latent"].float()
+        if spec.motion_shift:  # teacher forcing: the target's own motion (inference: the motion plan)
+            shift = head_shift(pool_to_latent_rate(batch["motion"].float(), td)[:, :T], batch["start_motion"].float(), W)
+            kw["prior_mean"] = shifted_condition(kw["cond_frame"], shift)
     if spec.text and text_lookup is not None:
         kw["text"], kw["text_mask"] = text_lookup(batch["captions"])
         kw["drop_text"] = drop()

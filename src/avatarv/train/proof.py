@@ -18,6 +18,8 @@ import pandas as pd
 import torch
 
 from ..data.datasets import WindowSet, pair_batch
+from ..models.latent_time import pool_to_latent_rate
+from ..models.motion_plan import head_shift, motion_plan, shifted_condition
 from .identity import embed_frames, train_face_embedder
 from .probes import lip_sync_corr, style_similarity, train_motion_probe
 from .sampling import latents_to_frames, sample_latents
@@ -38,6 +40,15 @@ def generate_for_pairs(model, vae, ws: WindowSet, items: np.ndarray, *, motion: 
         if "ref_motion_context" in b:
             context = tr.motion_history_tokens(b["ref_motion_context"].to(dev).float())
         shape = tuple(b["latents"].shape)
+        cond = b["ref_latents"][:, :, 0].to(dev).float()  # as at inference: the reference's first frame
+        prior_mean = None
+        if context is not None and tr.config.motion_shift:  # as at inference: a plan from the reference's history
+            plan_gen = torch.Generator().manual_seed(seed + i)
+            plans = torch.stack([torch.as_tensor(motion_plan(h.numpy(), b["motion"].shape[1], plan_gen))
+                                 for h in b["ref_motion_context"].float()])
+            shift = head_shift(pool_to_latent_rate(plans, tr.config.temporal_downsample)[:, : shape[2]], plans[:, 0],
+                               shape[-1])
+            prior_mean = shifted_condition(cond, shift.to(dev))
         gen = torch.Generator(device=dev).manual_seed(seed + i)
         lat, _ = sample_latents(
             model, shape, generator=gen, steps=steps, mel=b["mel"].to(dev).float(),
@@ -45,7 +56,8 @@ def generate_for_pairs(model, vae, ws: WindowSet, items: np.ndarray, *, motion: 
             ref_motion=tr.normalize_motion(b["ref_motion"].to(dev).float()) if motion else None,
             ref_motion_context=context,
             motion=motion,
-            cond_frame=b["ref_latents"][:, :, 0].to(dev).float(),  # as at inference: the reference's first frame
+            cond_frame=cond,
+            prior_mean=prior_mean,
             guidance_audio=guidance_audio,
         )
         out.append(latents_to_frames(vae, lat)[:, : b["frames"].shape[1]])

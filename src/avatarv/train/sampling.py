@@ -32,10 +32,12 @@ def sample_latents(
     motion_dim: int = 16,
     bridge: torch.Tensor | None = None,
     cond_frame: torch.Tensor | None = None,
+    prior_mean: torch.Tensor | None = None,
     guidance_audio: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Integrate dx/dt = v from t = 1 (noise) to 0. `bridge` (B, C, k, H, W) fixes the first k latent frames
-    clean (a2v: the face image); `cond_frame` (B, C, H, W) is the frame condition (models/dit.py). Returns
+    clean (a2v: the face image); `cond_frame` (B, C, H, W) is the frame condition (models/dit.py), `prior_mean`
+    (B, C, T, H, W) its prior mean moved by a motion plan (models/motion_plan.py). Returns
     (latents, motion stream at latent rate or None)."""
     tr = model.transformer
     dev = next(tr.parameters()).device
@@ -51,7 +53,8 @@ def sample_latents(
         t, t_next = times[i], times[i + 1]
         if n_bridge:
             x[:, :, :n_bridge] = bridge
-        kw = dict(motion=m, text=text, text_mask=text_mask, reference=reference, n_bridge=n_bridge, cond_frame=cond_frame)
+        kw = dict(motion=m, text=text, text_mask=text_mask, reference=reference, n_bridge=n_bridge, cond_frame=cond_frame,
+                  prior_mean=prior_mean)
         out = tr(x, t.expand(B), audio=audio, **kw)
         v, vm = out.sample, out.motion
         if audio is not None and guidance_audio != 1.0:

@@ -30,7 +30,8 @@ AUX_TERMS = ("face", "lip", "identity", "motion")
 
 def sft_spec(cfg: Config, losses: dict[str, float]) -> FlowSpec:
     st = cfg.train.sft
-    return FlowSpec(audio=True, reference=True, motion=float(losses.get("motion", 0)) > 0, start_frame=True,
+    motion = float(losses.get("motion", 0)) > 0
+    return FlowSpec(audio=True, reference=True, motion=motion, start_frame=True, motion_shift=motion and cfg.dit.motion_shift,
                     bridge_prob=st.bridge_prob, cond_dropout=st.cond_dropout, timestep_shift=st.timestep_shift,
                     losses=dict(losses))
 
@@ -64,7 +65,7 @@ def train_sft(cfg: Config, paths: StagePaths, ws: WindowSet, vae, embedder, *, l
     ensure_condition_prior(cfg, model, ws, ws.indices("train"))
     if spec.motion:  # the motion stream's token units: per-channel statistics of the training motion
         model.transformer.register_to_config(**motion_statistics(ws.motion[torch.as_tensor(ws.indices("train"))]),
-                                             motion_context_frames=context)
+                                             motion_context_frames=context, motion_shift=spec.motion_shift)
 
     def loss_fn(m, batch, gen, step):
         return flow_loss(m, batch, gen, spec, identity=identity, sync=sync, td=td)
