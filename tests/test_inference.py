@@ -360,8 +360,8 @@ def test_motion_plan_moves_the_condition_prior_chunk_by_chunk():
             seen.append(prior_mean)
             return real(latents, *a, prior_mean=prior_mean, **kw)
 
-        def planner(history, n_frames, generator):
-            asked.append((history.copy(), n_frames))
+        def planner(history, n_frames, generator, fps):
+            asked.append((history.copy(), n_frames, fps))
             return plan[:n_frames]
 
         with mock.patch.object(dit, "forward", side_effect=spy), \
@@ -375,7 +375,7 @@ def test_motion_plan_moves_the_condition_prior_chunk_by_chunk():
             assert asked == [] and all(p is None for p in seen)
             continue
         td = vae.config.temporal_downsample
-        assert len(asked) == 1 and asked[0][1] >= 33 and (asked[0][1] - 1) % td == 0  # 1.3 s: 33 frames, padded
+        assert len(asked) == 1 and asked[0][1] >= 33 and (asked[0][1] - 1) % td == 0 and asked[0][2] == 25  # 33 frames, padded
         np.testing.assert_allclose(asked[0][0], ref_motion[:21])  # no calibration on this pipeline
         cond = vae.encode(square_resize(_ref()[:1], 32))[:, :, 0]
         latent_plan = pool_to_latent_rate(torch.as_tensor(plan[: asked[0][1]])[None], td)

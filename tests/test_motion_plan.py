@@ -57,17 +57,22 @@ def test_motion_plan_keeps_the_spectrum_and_starts_at_the_first_pose():
     t = np.arange(100) / 25
     h = np.stack([0.3 * np.sin(2 * np.pi * f * t + p) for f, p in zip(rng.uniform(0.2, 3, 16), rng.uniform(0, 6, 16))], 1)
     h = (h + 0.02 * rng.standard_normal(h.shape) + rng.normal(size=16)).astype(np.float32)
-    plan = motion_plan(h, 100, torch.Generator().manual_seed(1))
+    plan = motion_plan(h, 100, torch.Generator().manual_seed(1), cutoff_hz=None)
     np.testing.assert_allclose(plan[0], h[0], atol=1e-6)
     spec = lambda x: np.abs(np.fft.rfft(x - x.mean(0), axis=0))
     np.testing.assert_allclose(spec(plan)[1:], spec(h)[1:], rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(plan.std(0), h.std(0), rtol=1e-3)
     assert np.abs(plan - h).max() > 0.1  # a new trajectory, not the history
-    np.testing.assert_array_equal(plan, motion_plan(h, 100, torch.Generator().manual_seed(1)))
-    assert np.abs(plan - motion_plan(h, 100, torch.Generator().manual_seed(2))).max() > 0.1
-    longer = motion_plan(h, 250, torch.Generator().manual_seed(1))
+    np.testing.assert_array_equal(plan, motion_plan(h, 100, torch.Generator().manual_seed(1), cutoff_hz=None))
+    assert np.abs(plan - motion_plan(h, 100, torch.Generator().manual_seed(2), cutoff_hz=None)).max() > 0.1
+    longer = motion_plan(h, 250, torch.Generator().manual_seed(1), cutoff_hz=None)
     np.testing.assert_allclose(longer[:100], plan, atol=1e-6)  # periodic beyond the history
     np.testing.assert_allclose(longer[100:200], plan, atol=1e-6)
+    # the default low-pass (tracker noise above 3 Hz): the spectrum is kept below the cutoff and empty above it
+    smooth = motion_plan(h, 100, torch.Generator().manual_seed(1))
+    f = np.fft.rfftfreq(100, 1 / 25)
+    np.testing.assert_allclose(spec(smooth)[(f > 0) & (f <= 3)], spec(h)[(f > 0) & (f <= 3)], rtol=1e-3, atol=1e-3)
+    assert spec(smooth)[f > 3].max() < 1e-4 and spec(h)[f > 3].max() > 1.0
     np.testing.assert_array_equal(motion_plan(h[:1], 7), np.repeat(h[:1], 7, 0))  # a still image: the pose held
     with pytest.raises(ValueError, match="motion history"):
         motion_plan(h[:0], 10)

@@ -177,7 +177,7 @@ class AvatarVPipeline(DiffusionPipeline):
         shift = None  # a head-motion plan moving the condition prior (models/motion_plan.py), as trained in stage 3
         if ref_motion is not None and tr.config.motion_shift and tr.config.condition_prior_var:
             plan = motion_plan(measured[: max(tr.config.motion_context_frames, n_ref_video)],
-                               video_frames_for(n_latent_padded, td), generator)
+                               video_frames_for(n_latent_padded, td), generator, fps=cfg.fps)
             plan_latent = pool_to_latent_rate(torch.as_tensor(plan)[None], td)[:, :n_latent_padded]
             shift = head_shift(plan_latent, torch.as_tensor(plan[:1]), h).to(device)
         motion_dim = tr.config.motion_dim
