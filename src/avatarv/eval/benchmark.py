@@ -1,11 +1,12 @@
 """The fixed, versioned cross-scene benchmark split (seed: identity must not depend on the scene — "same person
 even though the background, lighting, and camera angle are completely different").
 
-Rule (version `cross_scene_v1`): only held-out identities (manifest split 'holdout', never trained on), only clean
-clips; each case takes its reference from one scene and the audio + real target video from another scene of the
-same person. Cases are chosen round-robin over identities and scene pairs in sorted order (no randomness), up to
-`n_cases`. The split is written to reports/benchmark/<version>.json with a fingerprint of the manifest rows it
-used; a later run with the same version refuses a corpus whose fingerprint differs instead of silently changing.
+Rule (versions `cross_scene_v1`, 4 cases, and `cross_scene_v2`, 6 cases, on the tiny profile): only held-out
+identities (manifest split 'holdout', never trained on), only clean clips; each case takes its reference from one
+scene and the audio + real target video from another scene of the same person. Cases are chosen round-robin over
+identities and scene pairs in sorted order (no randomness), up to `n_cases`. The split is written to
+reports/benchmark/<version>.json with a fingerprint of the manifest rows it used; a later run with the same version
+refuses a corpus whose fingerprint differs instead of silently changing.
 """
 
 from __future__ import annotations
