@@ -337,16 +337,17 @@ def test_cli_measures_the_motion_history_over_the_reference_clip(media, tmp_path
 
 def test_motion_plan_moves_the_condition_prior_chunk_by_chunk():
     """A transformer trained with motion_shift gets, in every chunk, the condition prior's mean = the reference's
-    first frame translated by the head shift of a motion plan drawn from the calibrated reference history (one plan
-    for the whole video, chunk k reads its own frames); without motion_shift no prior mean is given."""
+    first frame translated by a motion plan of the face's position, drawn from the reference's measured face track
+    (the eye midpoint, in latent pixels: one plan for the whole video, chunk k reads its own frames); without
+    motion_shift no prior mean is given."""
     from avatarv.inference.pipeline import square_resize
     from avatarv.models.dit import AvatarTransformer3DModel
-    from avatarv.models.motion_plan import DX, DY, head_shift, shifted_condition
+    from avatarv.models.motion import MP_SHIFT_GAIN, SHIFT_SCALE
+    from avatarv.models.motion_plan import DX, DY, shifted_condition
 
     vae, _, audio_encoder = tiny_pipeline_parts()
     ref_motion = np.random.default_rng(0).normal(0.5, 0.1, (30, 16)).astype(np.float32)
-    plan = np.zeros((64, 16), np.float32)
-    plan[:, DX], plan[:, DY] = np.linspace(0, 1.5, 64), -np.linspace(0, 0.5, 64)
+    plan = np.stack([np.linspace(0, 1.5, 64), -np.linspace(0, 0.5, 64)], 1).astype(np.float32)  # latent px
     def run(shift_on: bool):
         """(prior means the transformer got, calls of motion_plan) for one generation."""
         torch.manual_seed(0)
@@ -376,10 +377,12 @@ def test_motion_plan_moves_the_condition_prior_chunk_by_chunk():
             continue
         td = vae.config.temporal_downsample
         assert len(asked) == 1 and asked[0][1] >= 33 and (asked[0][1] - 1) % td == 0 and asked[0][2] == 25  # 33 frames, padded
-        np.testing.assert_allclose(asked[0][0], ref_motion[:21])  # no calibration on this pipeline
+        # the eye midpoint in reference pixels (dx, dy · SHIFT_SCALE · MP_SHIFT_GAIN), × 8 latent px / 40 px crop
+        eyes = ref_motion[:21, [DX, DY]] * SHIFT_SCALE * np.asarray(MP_SHIFT_GAIN) * 8 / 40
+        np.testing.assert_allclose(asked[0][0], eyes, rtol=1e-5)
         cond = vae.encode(square_resize(_ref()[:1], 32))[:, :, 0]
         latent_plan = pool_to_latent_rate(torch.as_tensor(plan[: asked[0][1]])[None], td)
-        shift = head_shift(latent_plan, torch.as_tensor(plan[:1]), 8)
+        shift = latent_plan - torch.as_tensor(plan[:1])[:, None]
         assert len(seen) == 6 and shift[0, -1].abs().max() > 0.1
         for k, start in enumerate((0, 3, 6)):  # chunk starts (4 latent frames, 1 bridge)
             for step in range(2):
