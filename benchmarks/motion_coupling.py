@@ -4,8 +4,8 @@ For benchmark cases (reference clip + target audio, stage 10's cross-scene bench
 regenerates it with one thing changed, same seed:
 - `tokens`: the motion tokens the transformer reads offset by +3 (token units, i.e. 3 std) on yaw, dx or mouth at
   every denoising call: what the jointly denoised motion stream can do to the video;
-- `plan`: the head-motion plan (models/motion_plan.py) offset by +0.2 in dx after its first frame (4 px in 128-px
-  units = 2 px at 64 px): what the plan-shifted condition prior does (models trained with `motion_shift`);
+- `plan`: the face-position plan (inference/pipeline.py face_track → models/motion_plan.py) offset by +0.5 latent px
+  in x after its first frame (2 px at 64 px): what the plan-shifted condition prior does (`motion_shift` models);
 - `seed`: another noise seed, the scale of a change that matters.
 It reports the mean absolute pixel change (grey levels) and the face box centre's mean move in pixels.
 
@@ -42,7 +42,7 @@ def _generate(pipe, case, seconds: float, seed: int, token_offset=None, plan_off
     def plan(*a, **k):
         out = real_plan(*a, **k).copy()
         if plan_offset is not None:
-            out[1:] += plan_offset  # after the start pose: the head is planned 4 px (128-px units) to the right
+            out[1:] += plan_offset  # after the start pose: the face is planned 0.5 latent px to the right
         return out
 
     _, n_motion = pipe.reference_frames_used()
@@ -78,9 +78,7 @@ def coupling(checkpoint: Path, n_cases: int = 2, seconds: float = 1.2, seed: int
             off[CHANNELS.index(ch)] = 3.0
             changes[f"tokens +3 {ch}"] = {"token_offset": off}
         if pipe.transformer.config.motion_shift:
-            off = np.zeros(16, np.float32)
-            off[CHANNELS.index("dx")] = 0.2
-            changes["plan +0.2 dx"] = {"plan_offset": off}
+            changes["plan +0.5 latent px in x"] = {"plan_offset": np.array([0.5, 0.0], np.float32)}
         for name, kw in changes.items():
             frames, centre = _generate(pipe, c, seconds, kw.pop("seed", seed), **kw)
             rows.append({"case": c["case_id"], "change": name, "pixel_change": float(np.abs(frames - base).mean()),
