@@ -4,7 +4,7 @@ For benchmark cases (reference clip + target audio, stage 10's cross-scene bench
 regenerates it with one thing changed, same seed:
 - `tokens`: the motion tokens the transformer reads offset by +3 (token units, i.e. 3 std) on yaw, dx or mouth at
   every denoising call: what the jointly denoised motion stream can do to the video;
-- `plan`: the face-position plan (inference/pipeline.py face_track → models/motion_plan.py) offset by +0.5 latent px
+- `plan`: the face-position plan (models/motion.py eye_track → models/motion_plan.py) offset by +0.5 latent px
   in x after its first frame (2 px at 64 px): what the plan-shifted condition prior does (`motion_shift` models);
 - `seed`: another noise seed, the scale of a change that matters.
 It reports the mean absolute pixel change (grey levels) and the face box centre's mean move in pixels.

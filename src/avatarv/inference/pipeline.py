@@ -36,7 +36,7 @@ from ..models.latent_time import (
     pool_to_latent_rate,
     video_frames_for,
 )
-from ..models.motion import apply_motion_calibration
+from ..models.motion import apply_motion_calibration, eye_track
 from ..models.motion_plan import motion_plan, shifted_condition
 
 CONDITIONS_FILE = "generator.json"  # written next to transformer/ by the training stages (train/generator.py)
@@ -176,7 +176,9 @@ class AvatarVPipeline(DiffusionPipeline):
         cond = ref_latents[:, :, 0]
         shift = None  # a head-motion plan moving the condition prior (models/motion_plan.py), as trained in stage 3
         if ref_motion is not None and tr.config.motion_shift and tr.config.condition_prior_var:
-            track = face_track(np.asarray(reference_motion, np.float32), min(ref.shape[1:3]), h)
+            # the face's track as the reference video shows it (turns included), in latent pixels of the square crop;
+            # not the calibrated pose channels: measured yaw vs ground truth r = -0.15 (stop 14)
+            track = eye_track(np.asarray(reference_motion, np.float32)) * (h / min(ref.shape[1:3]))
             plan = motion_plan(track[: max(tr.config.motion_context_frames, n_ref_video)],
                                video_frames_for(n_latent_padded, td), generator, fps=cfg.fps)
             plan_latent = pool_to_latent_rate(torch.as_tensor(plan)[None], td)[:, :n_latent_padded]
@@ -249,19 +251,6 @@ class AvatarVPipeline(DiffusionPipeline):
         frames = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
         motion_video = expand_to_video_rate(tr.denormalize_motion(motion.float()), td, n_video)[0].cpu().numpy()
         return AvatarVPipelineOutput(frames=frames, motion=motion_video, latents=latents)
-
-
-def face_track(measured: np.ndarray, side: int, latent_size: int) -> np.ndarray:
-    """(T, 16) motion measured on the reference video (models/motion.py extract_motion, not calibrated) → (T, 2) the
-    face's position in latent pixels: the eye midpoint's track, which extract_motion stores as dx, dy divided by
-    SHIFT_SCALE and MP_SHIFT_GAIN. Planned from this track, the head shift carries the person's sway as the video
-    shows it (turns included); the calibrated pose channels cannot: measured yaw vs ground truth r = -0.15 (stop 14).
-    `side`: the reference's square crop in pixels (square_resize), `latent_size`: its latent width."""
-    from ..models.motion import MP_SHIFT_GAIN, SHIFT_SCALE
-    from ..models.motion_plan import DX, DY
-
-    eyes_px = measured[:, [DX, DY]] * SHIFT_SCALE * np.asarray(MP_SHIFT_GAIN, np.float32)
-    return eyes_px * (latent_size / side)
 
 
 def pipeline_from_config(cfg, vae, transformer, audio_encoder, conditions: dict | None = None) -> AvatarVPipeline:

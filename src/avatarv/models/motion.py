@@ -229,6 +229,12 @@ def extract_motion(frames: np.ndarray, upscale_to: int = 256) -> np.ndarray:
     return _assemble(pose, shift, feats)
 
 
+def eye_track(measured: np.ndarray) -> np.ndarray:
+    """(T, 16) `extract_motion` output (not calibrated) → (T, 2) the eye midpoint's track in pixels of the measured
+    frames, about the clip median: the inverse of its dx/dy encoding."""
+    return measured[:, 3:5] * SHIFT_SCALE * np.asarray(MP_SHIFT_GAIN, np.float32)
+
+
 # --------------------------------------------------------------------------------------------- style
 STYLE_FLOORS = {  # noise level of each statistic: differences below it do not count
     "sway_energy": 0.02, "sway_freq": 0.1, "nod_energy": 0.02, "nod_rate": 0.1, "blink_rate": 2.0,
