@@ -26,14 +26,13 @@ import torch
 
 def _generate(pipe, case, seconds: float, seed: int, token_offset=None, plan_offset=None):
     from avatarv.eval import systems
-    from avatarv.eval.face_track import track_face
-    from avatarv.inference import pipeline as pipeline_module
-    from avatarv.inference.cli import reference_motion
+    from avatarv.faces import track_face
+    from avatarv.inference import motion_planner as planner_module
     from avatarv.media import read_video
     from avatarv.paths import CORPUS
 
     tr = pipe.transformer
-    real_forward, real_plan = tr.forward, pipeline_module.motion_plan
+    real_forward, real_plan = tr.forward, planner_module.motion_plan
 
     def forward(latents, timestep, motion=None, *a, **k):
         return real_forward(latents, timestep, motion if motion is None or token_offset is None else motion + token_offset,
@@ -48,9 +47,8 @@ def _generate(pipe, case, seconds: float, seed: int, token_offset=None, plan_off
     _, n_motion = pipe.reference_frames_used()
     ref = read_video(Path(CORPUS) / case["ref_path"], max_frames=n_motion)
     audio, sr = systems.target_audio(case, Path(CORPUS), seconds)
-    with mock.patch.object(tr, "forward", side_effect=forward), mock.patch.object(pipeline_module, "motion_plan", side_effect=plan):
-        out = pipe(ref.frames, audio, sr, reference_motion=reference_motion(ref.frames),
-                   generator=torch.Generator().manual_seed(seed), progress=False)
+    with mock.patch.object(tr, "forward", side_effect=forward), mock.patch.object(planner_module, "motion_plan", side_effect=plan):
+        out = pipe(ref.frames, audio, sr, generator=torch.Generator().manual_seed(seed), progress=False)
     boxes = np.asarray(track_face(out.frames).boxes, np.float32)
     centre = (boxes[:, :2] + boxes[:, 2:4]) / 2 if boxes.ndim == 2 and len(boxes) else np.full((len(out.frames), 2), np.nan)
     return out.frames.astype(np.float32), centre
@@ -60,13 +58,12 @@ def coupling(checkpoint: Path, n_cases: int = 2, seconds: float = 1.2, seed: int
     from avatarv.config import load_config
     from avatarv.eval.benchmark import make_benchmark
     from avatarv.inference.pipeline import load_pipeline
-    from avatarv.models import audio_encoder, dit, vae  # noqa: F401  (diffusers resolves components by module)
     from avatarv.models.motion import CHANNELS
     from avatarv.paths import CORPUS
 
     torch.set_num_threads(2)
     cfg = load_config()
-    pipe = load_pipeline(checkpoint, cfg)
+    pipe = load_pipeline(checkpoint)
     pipe.set_progress_bar_config(disable=True)
     cases = make_benchmark(Path(CORPUS), cfg.eval.benchmark_version, cfg.eval.benchmark_clips)["cases"][:n_cases]
     rows = []
@@ -77,7 +74,7 @@ def coupling(checkpoint: Path, n_cases: int = 2, seconds: float = 1.2, seed: int
             off = torch.zeros(16)
             off[CHANNELS.index(ch)] = 3.0
             changes[f"tokens +3 {ch}"] = {"token_offset": off}
-        if pipe.transformer.config.motion_shift:
+        if pipe.conditions.motion_shift:
             changes["plan +0.5 latent px in x"] = {"plan_offset": np.array([0.5, 0.0], np.float32)}
         for name, kw in changes.items():
             frames, centre = _generate(pipe, c, seconds, kw.pop("seed", seed), **kw)

@@ -14,9 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from avatarv.eval.face_track import crop_resize
 from avatarv.eval.real_photos import package_face_photos
-from avatarv.faces import landmarks_68
+from avatarv.faces import crop_resize, landmarks_68
 from avatarv.media import load_audio, write_video
 
 TEXTS = [

@@ -16,10 +16,13 @@ def tiny_pipeline_parts():
     return vae, dit, audio_encoder
 
 
-def tiny_pipeline(parts, **flags):
+def tiny_pipeline(parts, **conditions):
+    """A pipeline over `parts` whose transformer was trained with `conditions` (ConditionSpec fields)."""
     from avatarv.diffusion.scheduler import make_scheduler
+    from avatarv.inference.conditions import ConditionSpec
     from avatarv.inference.pipeline import AvatarVPipeline
 
     vae, dit, audio_encoder = parts
     return AvatarVPipeline(vae, dit, audio_encoder, make_scheduler(), chunk_latent_frames=4, bridge_latent_frames=1,
-                           anchor_latent_frames=1, reference_latent_frames=2, steps=2, **flags)
+                           anchor_latent_frames=1, reference_latent_frames=2, steps=2,
+                           conditions=ConditionSpec(**conditions).to_dict())

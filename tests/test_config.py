@@ -73,6 +73,24 @@ def test_profile_override_with_unknown_key_is_named(tmp_path):
         load_config("small", _write(tmp_path, raw))
 
 
+def test_dit_holds_architecture_sampling_and_conditions_their_own_sections(tmp_path):
+    """Sampling knobs and SFT conditions are separate sections; the DiT section holds architecture only."""
+    small, raw = load_config("small"), load_raw()
+    assert small.sampling.steps == raw["profiles"]["small"]["sampling"]["steps"]
+    assert small.dit.hidden == raw["profiles"]["small"]["dit"]["hidden"]
+    assert small.conditions == load_config("tiny").conditions  # small overrides no condition
+    raw["dit"]["steps"] = 12
+    with pytest.raises(ConfigError, match=r"unknown key dit\.steps"):
+        load_config("tiny", _write(tmp_path, raw))
+
+
+def test_unknown_profile_entry_is_named(tmp_path):
+    raw = load_raw()
+    raw["profiles"]["huge"] = {"dit": {"hidden": 4096}}
+    with pytest.raises(ConfigError, match=r"unknown profile profiles\.huge"):
+        load_config("tiny", _write(tmp_path, raw))
+
+
 def test_missing_params_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="params file not found"):
         load_config("tiny", tmp_path / "nope.yaml")

@@ -102,12 +102,12 @@ def test_probe_batch_survives_a_crashing_decoder(tmp_path, monkeypatch):
 
 
 def test_sync_uses_a_supplied_sync_expert(tmp_path):
-    """With sync_expert_dir pointing at a saved avatarv.eval.sync_expert model the expert backend runs (random
+    """With sync_expert_dir pointing at a saved avatarv.models.sync_expert model the expert backend runs (random
     weights here: this checks the plumbing, not the judgement); without one the landmark backend runs."""
     import dataclasses
 
     torch = pytest.importorskip("torch")
-    se = pytest.importorskip("avatarv.eval.sync_expert")
+    se = pytest.importorskip("avatarv.models.sync_expert")
     torch.manual_seed(0)
     se.SyncExpert().save_pretrained(tmp_path / "expert")
     clip = make_clip(tmp_path / "c.mp4", "", seconds=1.2)

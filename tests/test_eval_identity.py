@@ -8,7 +8,7 @@ import pytest
 
 from _eval_fixtures import TEXTS, speech, talking_frames
 from avatarv.eval import identity
-from avatarv.eval.face_track import track_face
+from avatarv.faces import track_face
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import pytest
 from _eval_fixtures import TEXTS, speech, talking_frames
 from avatarv.eval import quality
 from avatarv.eval.drift import drift_metrics
-from avatarv.eval.face_track import track_face, track_landmarks
 from avatarv.eval.motion_dynamics import motion_stats, style_similarity
 from avatarv.eval.mouth import lagged_corr, mouth_metrics, mouth_sharpness, teeth_fraction
+from avatarv.faces import track_face, track_landmarks
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from _eval_fixtures import TEXTS, shift_audio, speech, talking_frames
 
-from avatarv.eval.sync_expert import load_sync_expert, offset_weight, prepare, sync_scores, train_sync_expert
+from avatarv.eval.sync_expert import offset_weight, sync_scores
 from avatarv.eval.validation import strictly_falling, validate_sync
+from avatarv.models.sync_expert import load_sync_expert, prepare
+from avatarv.train.sync_expert import train_sync_expert
 
 
 @pytest.fixture(scope="module")

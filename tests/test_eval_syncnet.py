@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from _eval_fixtures import TEXTS, speech, talking_frames
-from avatarv.eval.face_track import track_face
 from avatarv.eval.syncnet_backend import load_syncnet, syncnet_crops, syncnet_from_crops, syncnet_scores
+from avatarv.faces import track_face
 
 
 @pytest.fixture(scope="module")

@@ -35,15 +35,15 @@ def test_real_and_static_rows_use_the_same_trimmed_target_audio(corpus, tmp_path
 
 
 def test_find_checkpoints_orders_stages_and_names_ablations(tmp_path):
-    """Saved pipelines (model_index.json) and training stages' generator dirs both count; other folders do not."""
-    for rel in ("sft/final", "t2v/final", "a2v/final", "sft/ablations/no_lip/final", "vae", "eval/x/final", "lora/final"):
+    """Saved pipelines (model_index.json: what every stage saves) count; other folders, bare components too, do not."""
+    for rel in ("sft/final", "t2v/final", "a2v/final", "sft/ablations/no_lip/final", "vae", "eval/x/final", "lora/final",
+                "old/final"):
         (tmp_path / rel).mkdir(parents=True)
-        if rel.endswith("final") and rel != "lora/final":  # lora/final stays empty: not a checkpoint
+        if rel.endswith("final") and rel not in ("lora/final", "old/final"):  # lora/final stays empty
             (tmp_path / rel / "model_index.json").write_text("{}")
-    for part in ("transformer", "audio_encoder"):  # t2v is a training stage's generator dir, not a pipeline
-        (tmp_path / "t2v/final/model_index.json").unlink(missing_ok=True)
-        (tmp_path / "t2v/final" / part).mkdir()
-        (tmp_path / "t2v/final" / part / "config.json").write_text("{}")
+    for part in ("transformer", "audio_encoder"):  # components without a pipeline index are not a checkpoint
+        (tmp_path / "old/final" / part).mkdir()
+        (tmp_path / "old/final" / part / "config.json").write_text("{}")
     assert list(systems.find_checkpoints(tmp_path)) == ["t2v", "a2v", "sft", "sft:no_lip"]
 
 

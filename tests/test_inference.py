@@ -197,12 +197,17 @@ def test_cli_missing_checkpoint(media, tmp_path, capsys):
     assert f"{missing}: no trained checkpoint" in err and len(err.splitlines()) == 1
 
 
-def test_cli_generator_layout_and_motion_ref(media, pipe, tmp_path):
-    """A training stage's generator dir (transformer/ + audio_encoder/, VAE beside it) works like a pipeline."""
+def test_cli_takes_a_saved_pipeline_only_and_a_motion_ref(media, pipe, tmp_path, capsys):
+    """A saved pipeline (what every stage writes as runs/<stage>/final) generates, with another clip as the motion
+    source; a folder of bare components is refused in one line naming it."""
+    bare = tmp_path / "bare"
+    pipe.transformer.save_pretrained(bare / "transformer")
+    pipe.audio_encoder.save_pretrained(bare / "audio_encoder")
+    assert _cli("--ref", media / "face.png", "--audio", media / "speech.wav", "--out", tmp_path / "x.mp4",
+                "--checkpoint", bare) != 0
+    assert str(bare) in capsys.readouterr().err and not (tmp_path / "x.mp4").exists()
     ckpt = tmp_path / "sft_final"
-    pipe.transformer.save_pretrained(ckpt / "transformer")
-    pipe.audio_encoder.save_pretrained(ckpt / "audio_encoder")
-    pipe.vae.save_pretrained(ckpt / "vae")
+    pipe.save_pretrained(ckpt)
     out = tmp_path / "o.mp4"
     assert _cli("--ref", media / "face.png", "--audio", media / "speech.wav", "--out", out,
                 "--checkpoint", ckpt, "--steps", "1", "--motion-ref", media / "face.png", "--no-progress") == 0
@@ -228,7 +233,7 @@ def test_chunk_audio_windows_match_global_timeline(pipe):
     with mock.patch.object(dit, "forward", side_effect=spy):
         _run(pipe, 1.3, guidance=Guidance(1.0, 1.0), steps=1)
     n_padded = 10  # chunks start at 0, 3, 6 (4 latent frames each)
-    feats = pipe._audio_features(_speech(1.3), SR, 1 + td * (n_padded - 1), "cpu", torch.float32)
+    feats = pipe.audio_features(_speech(1.3), SR, 1 + td * (n_padded - 1), "cpu", torch.float32)
     checked = 0
     for (a, lead), s in zip(calls, [0, 3, 6]):
         local, glob = audio_windows(4, td, m, lead), audio_windows(n_padded, td, m, 0)[s : s + 4]
@@ -254,15 +259,14 @@ def test_tiny_profile_pipeline_from_config(tiny_cfg):
     p = pipeline_from_config(tiny_cfg, vae.eval(), dit.eval(), AudioEncoder(audio_dim=tiny_cfg.dit.audio_dim).eval())
     out = p(_ref(), _speech(1.0), SR, num_inference_steps=1, guidance=Guidance(1.0, 1.0),
             generator=torch.Generator().manual_seed(0), progress=False)
-    assert out.frames.shape == (25, 32, 32, 3) and p.config.chunk_latent_frames == tiny_cfg.dit.chunk_latent_frames
+    assert out.frames.shape == (25, 32, 32, 3) and p.config.chunk_latent_frames == tiny_cfg.sampling.chunk_latent_frames
 
 
-def _pipeline_with_motion_units(**config):
-    """The tiny pipeline whose transformer has motion statistics (mean 0.5, std 0.1) and `config` registered."""
+def _pipeline_with_motion_units(**conditions):
+    """The tiny pipeline whose transformer has motion statistics (mean 0.5, std 0.1), trained with `conditions`."""
     vae, dit, audio_encoder = tiny_pipeline_parts()
-    dit = __import__("copy").deepcopy(dit)
-    dit.register_to_config(motion_mean=[0.5] * 16, motion_std=[0.1] * 16, **config)
-    return vae, dit, audio_encoder, tiny_pipeline((vae, dit, audio_encoder))
+    dit = dit.with_config(motion_mean=[0.5] * 16, motion_std=[0.1] * 16)
+    return vae, dit, audio_encoder, tiny_pipeline((vae, dit, audio_encoder), **conditions)
 
 
 def _run_seeing_reference(pipe, dit, ref_motion):
@@ -312,14 +316,13 @@ def test_motion_context_is_the_references_motion_history():
 
 def test_cli_measures_the_motion_history_over_the_reference_clip(media, tmp_path):
     """The reference motion is measured over `motion_context_frames` frames of the reference clip (the history the
-    transformer was trained with), not only over the frames of the video reference (stop 13's eval and CLI passed
-    those 5–9 frames, so the trained 4 s history never reached generation)."""
+    transformer was trained with), not only over the 5–9 frames of the video reference."""
     vae, dit, audio_encoder, pipe = _pipeline_with_motion_units(motion_context_frames=21)
     n_video, n_motion = pipe.reference_frames_used()
     assert (n_video, n_motion) == (1 + vae.config.temporal_downsample, 21)
     plain = tiny_pipeline((vae, tiny_pipeline_parts()[1], audio_encoder))
     assert plain.reference_frames_used() == (n_video, n_video)  # no history without one in the transformer
-    no_stream = tiny_pipeline((vae, dit, audio_encoder), motion_stream=False)
+    no_stream = tiny_pipeline((vae, dit, audio_encoder), motion=False, motion_context_frames=21)
     assert no_stream.reference_frames_used() == (n_video, n_video)
     ckpt = tmp_path / "pipe"
     pipe.save_pretrained(ckpt)
@@ -329,7 +332,9 @@ def test_cli_measures_the_motion_history_over_the_reference_clip(media, tmp_path
         seen.append(len(frames))
         return np.full((len(frames), 16), 0.5, np.float32)
 
-    with mock.patch("avatarv.inference.cli.reference_motion", side_effect=measured):
+    from avatarv.inference.motion_planner import MotionPlanner
+
+    with mock.patch.object(MotionPlanner, "measure", staticmethod(measured)):
         assert _cli("--ref", media / "face.mp4", "--audio", media / "speech.wav", "--out", tmp_path / "o.mp4",
                     "--checkpoint", ckpt, "--steps", "1", "--no-progress") == 0
     assert seen == [21]
@@ -352,8 +357,7 @@ def test_motion_plan_moves_the_condition_prior_chunk_by_chunk():
         """(prior means the transformer got, calls of motion_plan) for one generation."""
         torch.manual_seed(0)
         dit = AvatarTransformer3DModel(in_channels=4, hidden=32, layers=2, heads=2, audio_dim=8, sample_size=32,
-                                       frame_condition=True, condition_prior_var=0.1, motion_context_frames=21,
-                                       motion_shift=shift_on).eval()
+                                       frame_condition=True, condition_prior_var=0.1).eval()
         seen, asked = [], []
         real = dit.forward
 
@@ -361,13 +365,14 @@ def test_motion_plan_moves_the_condition_prior_chunk_by_chunk():
             seen.append(prior_mean)
             return real(latents, *a, prior_mean=prior_mean, **kw)
 
-        def planner(history, n_frames, generator, fps):
+        def planner(history, n_frames, generator, fps, cutoff_hz):
             asked.append((history.copy(), n_frames, fps))
             return plan[:n_frames]
 
+        pipe = tiny_pipeline((vae, dit, audio_encoder), motion_context_frames=21, motion_shift=shift_on)
         with mock.patch.object(dit, "forward", side_effect=spy), \
-                mock.patch("avatarv.inference.pipeline.motion_plan", side_effect=planner):
-            _run(tiny_pipeline((vae, dit, audio_encoder)), 1.3, reference_motion=ref_motion, guidance=Guidance(1.0, 1.0))
+                mock.patch("avatarv.inference.motion_planner.motion_plan", side_effect=planner):
+            _run(pipe, 1.3, reference_motion=ref_motion, guidance=Guidance(1.0, 1.0))
         return seen, asked
 
     for shift_on in (True, False):

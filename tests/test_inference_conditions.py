@@ -1,5 +1,6 @@
-"""AvatarVPipeline fed the way a stage trained its transformer (generator.json → motion_stream, reference_attention,
-first_frame_bridge): known answers for each flag, and the save → load_pipeline round trip of the conditions."""
+"""AvatarVPipeline fed the way a stage trained its transformer (its ConditionSpec: motion, reference,
+first_frame_bridge, motion_calibration): known answers for each flag, and the complete pipeline every stage saves
+(save → from_pretrained keeps the conditions and generates the same; the five-line user snippet)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import torch
 from _inference_fixtures import tiny_pipeline, tiny_pipeline_parts
 
 from avatarv.diffusion.guidance import Guidance
-from avatarv.inference.pipeline import CONDITIONS_FILE, pipeline_from_config, square_resize
+from avatarv.inference.conditions import ConditionSpec
+from avatarv.inference.pipeline import AvatarVPipeline, load_pipeline, pipeline_from_config, square_resize
 
 SR = 16000
-A2V = {"motion_stream": False, "reference_attention": False, "first_frame_bridge": True}
+A2V = ConditionSpec(audio=True, reference=False, motion=False, first_frame_bridge=True)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_first_frame_bridge_opens_the_video_with_the_references_first_latent(par
 # ------------------------------------------------------------------------------------------------ motion_stream
 def test_without_motion_stream_the_transformer_never_sees_motion(parts):
     _, dit, _ = parts
-    pipe = _pipe(parts, motion_stream=False)
+    pipe = _pipe(parts, motion=False)
     with mock.patch.object(dit, "forward", wraps=dit.forward) as fwd, \
             mock.patch.object(dit, "_reference_pass", wraps=dit._reference_pass) as ref_pass:
         a = _run(pipe, reference_motion=_motion())
@@ -81,11 +83,11 @@ def test_without_motion_stream_the_transformer_never_sees_motion(parts):
         motion = call.args[2] if len(call.args) > 2 else call.kwargs.get("motion")
         assert motion is None
     assert ref_pass.call_count == 2 and all(c.args[1] is None for c in ref_pass.call_args_list)
-    b = _run(pipe, reference_motion=None)
+    b = _run(pipe, reference_motion=None)  # no stream: nothing is measured either
     c = _run(pipe, reference_motion=_motion(seed=5))
     assert torch.equal(a.latents, b.latents) and torch.equal(a.latents, c.latents)
     # with the stream on, the reference motion does change the result (the check above is not vacuous)
-    on = _pipe(parts, motion_stream=True)
+    on = _pipe(parts, motion=True)
     assert not torch.equal(_run(on, reference_motion=_motion()).latents, _run(on, reference_motion=_motion(seed=5)).latents)
 
 
@@ -98,7 +100,7 @@ def _other_tail(ref, seed=7):
 
 def test_without_reference_attention_only_the_first_frame_of_the_reference_matters(parts):
     _, dit, _ = parts
-    pipe = _pipe(parts, reference_attention=False, first_frame_bridge=True)
+    pipe = _pipe(parts, reference=False, first_frame_bridge=True)
     ref = _ref()
     with mock.patch.object(dit, "encode_reference", wraps=dit.encode_reference) as enc, \
             mock.patch.object(dit, "extend_reference", wraps=dit.extend_reference) as ext, \
@@ -112,49 +114,14 @@ def test_without_reference_attention_only_the_first_frame_of_the_reference_matte
     torch.testing.assert_close(a.latents, b.latents, atol=1e-5, rtol=1e-5)
     # frame 0 does matter (it is the bridge), and with reference attention on the tail matters too
     assert not torch.allclose(a.latents, _run(pipe, _other_tail(ref)[::-1].copy()).latents, atol=1e-3)
-    on = _pipe(parts, reference_attention=True, first_frame_bridge=True)
+    on = _pipe(parts, reference=True, first_frame_bridge=True)
     assert not torch.allclose(_run(on, ref).latents, _run(on, _other_tail(ref)).latents, atol=1e-3)
 
 
 def test_without_reference_attention_and_bridge_the_reference_is_unused(parts):
-    pipe = _pipe(parts, reference_attention=False)
+    pipe = _pipe(parts, reference=False)
     a, b = _run(pipe, _ref()), _run(pipe, _ref(seed=9))
     assert torch.equal(a.latents, b.latents)
-
-
-# ------------------------------------------------------------------------------------------------ config + save/load
-def test_pipeline_from_config_reads_the_conditions(parts, tiny_cfg):
-    vae, dit, audio_encoder = parts
-    default = pipeline_from_config(tiny_cfg, vae, dit, audio_encoder)
-    assert (default.config.motion_stream, default.config.reference_attention, default.config.first_frame_bridge) == \
-        (True, True, False)
-    a2v = pipeline_from_config(tiny_cfg, vae, dit, audio_encoder, A2V)
-    assert (a2v.config.motion_stream, a2v.config.reference_attention, a2v.config.first_frame_bridge) == (False, False, True)
-    partial = pipeline_from_config(tiny_cfg, vae, dit, audio_encoder, {"first_frame_bridge": True})
-    assert (partial.config.motion_stream, partial.config.reference_attention, partial.config.first_frame_bridge) == \
-        (True, True, True)
-    assert a2v.config.chunk_latent_frames == tiny_cfg.dit.chunk_latent_frames and a2v.config.fps == tiny_cfg.corpus.fps
-
-
-@pytest.mark.parametrize("conditions", [A2V, {"motion_stream": False, "reference_attention": True,
-                                              "first_frame_bridge": False}, None])
-def test_generator_save_then_load_pipeline_keeps_the_conditions(parts, tiny_cfg, tmp_path, conditions):
-    from avatarv.inference.pipeline import load_pipeline
-    from avatarv.train.generator import AvatarGenerator
-
-    vae, dit, audio_encoder = parts
-    d = AvatarGenerator(dit, audio_encoder).save(tmp_path / "final", conditions)
-    vae.save_pretrained(d / "vae")
-    assert (d / CONDITIONS_FILE).exists() == (conditions is not None)
-    if conditions is not None:
-        assert json.loads((d / CONDITIONS_FILE).read_text()) == conditions
-    pipe = load_pipeline(d, tiny_cfg)
-    want = conditions or {"motion_stream": True, "reference_attention": True, "first_frame_bridge": False}
-    assert {k: pipe.config[k] for k in want} == want
-    # the loaded pipeline generates like one assembled in memory with the same conditions
-    mem = pipeline_from_config(tiny_cfg, vae, dit, audio_encoder, conditions)
-    run = {"guidance": Guidance(1.0, 1.0)}
-    torch.testing.assert_close(_run(pipe, **run).latents, _run(mem, **run).latents, atol=1e-5, rtol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------ motion_calibration
@@ -163,25 +130,76 @@ def test_motion_calibration_maps_the_measured_reference_motion_before_the_transf
     g = np.random.default_rng(3)
     cal = {"scale": g.uniform(0.2, 2.0, 16).tolist(), "shift": g.normal(0, 0.5, 16).tolist()}
     m = _motion()
-    calibrated = _run(_pipe(parts, motion_stream=True, motion_calibration=cal), reference_motion=m)
+    calibrated = _run(_pipe(parts, motion_calibration=cal), reference_motion=m)
     mapped = m * np.asarray(cal["scale"], np.float32) + np.asarray(cal["shift"], np.float32)
-    by_hand = _run(_pipe(parts, motion_stream=True), reference_motion=mapped)
-    raw = _run(_pipe(parts, motion_stream=True), reference_motion=m)
+    by_hand = _run(_pipe(parts), reference_motion=mapped)
+    raw = _run(_pipe(parts), reference_motion=m)
     assert torch.equal(calibrated.latents, by_hand.latents)
     assert not torch.equal(calibrated.latents, raw.latents)
 
 
-def test_a_corrupt_generator_json_is_a_one_line_error_naming_the_file(tmp_path):
-    from avatarv.errors import InputError
-    from avatarv.inference.pipeline import read_conditions
+# ------------------------------------------------------------------------------------------------ saved pipelines
+def test_unknown_conditions_are_refused():
+    with pytest.raises(ValueError, match="motion_stream"):
+        ConditionSpec.from_dict({"motion_stream": True})
+    assert ConditionSpec.from_dict(A2V.to_dict()) == A2V and ConditionSpec.from_dict(None) == ConditionSpec()
 
-    assert read_conditions(tmp_path) is None
-    (tmp_path / CONDITIONS_FILE).write_text('{"motion_stream": tru')  # truncated
-    with pytest.raises(InputError, match=CONDITIONS_FILE) as e:
-        read_conditions(tmp_path)
+
+@pytest.mark.parametrize("conditions", [A2V, ConditionSpec(motion=False), ConditionSpec(motion_context_frames=21,
+                                                                                         motion_shift=True)])
+def test_stage_save_is_a_complete_pipeline_that_generates_the_same(parts, tiny_cfg, tmp_path, conditions):
+    """What a training stage saves (AvatarGenerator.save) loads with from_pretrained alone, keeps the conditions
+    and the sampling knobs, and generates exactly what the in-memory pipeline does."""
+    from avatarv.train.generator import AvatarGenerator
+
+    vae, dit, audio_encoder = parts
+    d = AvatarGenerator(dit, audio_encoder).save(tmp_path / "final", vae, tiny_cfg, conditions)
+    assert {p.name for p in d.iterdir()} >= {"model_index.json", "transformer", "vae", "audio_encoder", "scheduler"}
+    assert not (tmp_path / "final.partial").exists()
+    pipe = load_pipeline(d)
+    assert pipe.conditions == conditions
+    assert pipe.config.steps == tiny_cfg.sampling.steps and pipe.config.fps == tiny_cfg.corpus.fps
+    mem = pipeline_from_config(tiny_cfg, vae, dit, audio_encoder, conditions)
+    run = {"guidance": Guidance(1.0, 1.0), "reference_motion": _motion(n=30)}
+    torch.testing.assert_close(_run(pipe, **run).latents, _run(mem, **run).latents, atol=1e-5, rtol=1e-5)
+
+
+def test_five_line_snippet_from_files(parts, tiny_cfg, tmp_path):
+    """The README's snippet: from_pretrained, file paths in, an mp4 with the speech out, export_to_video-ready."""
+    from diffusers.utils import export_to_video
+
+    from avatarv.media import read_video, write_video, write_wav
+
+    vae, dit, audio_encoder = parts
+    pipeline_from_config(tiny_cfg, vae, dit, audio_encoder, A2V).save_pretrained(tmp_path / "final")
+    write_video(tmp_path / "ref.mp4", _ref(n=12), 25)
+    write_wav(tmp_path / "speech.wav", _speech(0.8), SR)
+
+    pipe = AvatarVPipeline.from_pretrained(tmp_path / "final")
+    out = pipe(reference=tmp_path / "ref.mp4", audio=tmp_path / "speech.wav", num_inference_steps=1, progress=False)
+    out.save(tmp_path / "talking.mp4")
+    export_to_video(out.video, str(tmp_path / "silent.mp4"), fps=out.fps)
+
+    talking = read_video(tmp_path / "talking.mp4", need_audio=True)
+    assert len(talking.frames) == 20 and abs(len(talking.audio) / talking.sample_rate - 0.8) < 0.05
+    assert len(read_video(tmp_path / "silent.mp4").frames) == 20
+    # PIL frames and arrays are the same input
+    from PIL import Image
+
+    pil = pipe([Image.fromarray(f) for f in _ref(n=12)], _speech(0.8), SR, num_inference_steps=1, progress=False,
+               generator=torch.Generator().manual_seed(0))
+    arr = pipe(_ref(n=12), _speech(0.8), SR, num_inference_steps=1, progress=False,
+               generator=torch.Generator().manual_seed(0))
+    assert torch.equal(pil.latents, arr.latents)
+
+
+def test_a_folder_without_a_saved_pipeline_or_a_corrupt_one_is_a_one_line_error(tmp_path):
+    from avatarv.errors import AvatarVError
+
+    with pytest.raises(AvatarVError, match="no saved pipeline") as e:
+        load_pipeline(tmp_path)
+    assert str(tmp_path) in str(e.value) and "\n" not in str(e.value)
+    (tmp_path / "model_index.json").write_text('{"_class_name": "AvatarVPipeline", ')  # truncated
+    with pytest.raises(AvatarVError, match="model_index.json") as e:
+        load_pipeline(tmp_path)
     assert "\n" not in str(e.value)
-    (tmp_path / CONDITIONS_FILE).write_text("[1, 2]")
-    with pytest.raises(InputError, match="JSON object"):
-        read_conditions(tmp_path)
-    (tmp_path / CONDITIONS_FILE).write_text(json.dumps(A2V))
-    assert read_conditions(tmp_path) == A2V

@@ -9,6 +9,7 @@ import torch
 from avatarv.models.audio_encoder import AudioEncoder
 from avatarv.models.dit import AvatarTransformer3DModel
 from avatarv.train.generator import AvatarGenerator
+from avatarv.inference.conditions import ConditionSpec
 from avatarv.train.objectives import FlowSpec, flow_loss
 from avatarv.train.sft import motion_statistics
 
@@ -51,8 +52,8 @@ def test_flow_loss_runs_the_motion_flow_in_token_units():
     stats = motion_statistics(b["motion"])
     with_stats = _generator(stats)
     without = copy.deepcopy(with_stats)
-    without.transformer.register_to_config(motion_mean=None, motion_std=None)
-    spec = FlowSpec(audio=True, reference=True, motion=True, cond_dropout=0.0, losses={"motion": 1.0})
+    without.transformer = without.transformer.with_config(motion_mean=None, motion_std=None)
+    spec = FlowSpec(ConditionSpec(start_frame=False), cond_dropout=0.0, losses={"motion": 1.0})
     _, a = flow_loss(with_stats, b, torch.Generator().manual_seed(7), spec, td=1)
     normed = {**b, "motion": with_stats.transformer.normalize_motion(b["motion"]),
               "ref_motion": with_stats.transformer.normalize_motion(b["ref_motion"])}
@@ -83,8 +84,7 @@ def test_flow_loss_moves_the_condition_prior_with_the_targets_head_shift():
         return real(*a, **k)
 
     for shift_on in (True, False):
-        spec = FlowSpec(audio=True, reference=True, motion=True, start_frame=True, motion_shift=shift_on,
-                        cond_dropout=0.0, losses={"motion": 1.0})
+        spec = FlowSpec(ConditionSpec(motion_shift=shift_on), cond_dropout=0.0, losses={"motion": 1.0})
         with mock.patch.object(gen.transformer, "forward", side_effect=spy):
             flow_loss(gen, b, torch.Generator().manual_seed(7), spec, td=1)
     expected = shifted_condition(b["start_latent"], head_shift(b["motion"], b["start_motion"], 8))

@@ -68,7 +68,7 @@ def test_curriculum_end_to_end(corpus, tmp_path):
 
     tiny_vae().save_pretrained(tmp_path / "vae")
     cfg = load_config("tiny")
-    cfg.dit.hidden, cfg.dit.layers, cfg.dit.heads, cfg.dit.steps = 32, 2, 2, 3
+    cfg.dit.hidden, cfg.dit.layers, cfg.dit.heads, cfg.sampling.steps = 32, 2, 2, 3
     for st in (cfg.train.t2v, cfg.train.a2v, cfg.train.sft, cfg.train.lora):
         st.batch_size, st.checkpoint_every, st.eval_pairs = 2, 4, 2
     # the sync judge/grader of a2v/sft train on these 17-frame clips: shifts of ±2 need 14 frames
@@ -147,7 +147,7 @@ def test_condition_prior_variance_and_switch():
     cfg = load_config("tiny")
     gen = AvatarGenerator.from_config(cfg, 2, 1)
     assert gen.transformer.config.frame_condition and gen.transformer.config.condition_prior_var is None
-    ensure_condition_prior(dataclasses.replace(cfg, dit=dataclasses.replace(cfg.dit, condition_prior=False)), gen, ws, [0])
+    ensure_condition_prior(dataclasses.replace(cfg, conditions=dataclasses.replace(cfg.conditions, condition_prior=False)), gen, ws, [0])
     assert gen.transformer.config.condition_prior_var is None  # switched off in params.yaml: untouched
     ensure_condition_prior(cfg, gen, ws, [0, 1, 2, 3])
     assert abs(gen.transformer.config.condition_prior_var - brute) < 1e-5

@@ -1,5 +1,5 @@
 """The lip-sync expert loss of A2V/SFT (train/objectives.SyncLoss) and its pieces: differentiable crops equal the eval
-crops (cv2), the lip box is eval's mouth_box, the tracker's boxes are normalised per axis, the loss equals the eval
+crops (cv2), the lip box is faces.mouth_box, the tracker's boxes are normalised per axis, the loss equals the eval
 expert's 1 − cos on the same decoded clip, its (1 − t) weighting, gradients, and the `sync` / `audio_mouth` terms of
 flow_loss."""
 
@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avatarv.eval.face_track import crop_resize, mouth_box, track_face
-from avatarv.eval.sync_expert import CROP, WINDOW, SyncExpert
+from avatarv.faces import crop_resize, mouth_box, track_face
+from avatarv.models.sync_expert import CROP, WINDOW, SyncExpert
+from avatarv.inference.conditions import ConditionSpec
 from avatarv.train.objectives import FlowSpec, SyncLoss, crop_rects, flow_loss, lower_face, tracked_face_boxes
 
 T = 7  # video frames (= latent frames, td 1): 3 five-frame windows
@@ -152,8 +153,8 @@ def _bilinear_crop(img: np.ndarray, box_px: np.ndarray, size=CROP) -> np.ndarray
 
 def _reference_expert_inputs(vae, x0_hat, batch) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per clip, the sync expert's inputs the slow way: decode, cut lower-face crops from the tracker's pixel boxes
-    (eval/face_track.mouth_box; numpy bilinear sampling, as cv2's 1/32-px table is too coarse for a tight check),
-    normalise exactly as eval/sync_expert.prepare (which made the expert's training data), cut every 5-frame window.
+    (faces/crop.mouth_box; numpy bilinear sampling, as cv2's 1/32-px table is too coarse for a tight check),
+    normalise exactly as models/sync_expert.prepare (which made the expert's training data), cut every 5-frame window.
     Returns [(windows (n, 5, h, w), mel (80, 4T))]."""
     with torch.no_grad():
         video = vae.decode(x0_hat)
@@ -290,7 +291,7 @@ def _flow_batch(batch):
 def test_flow_loss_adds_the_sync_term_on_x0_hat_with_the_bridge_frame_clean(generator, vae, expert, batch):
     b = _flow_batch(batch)
     sync = SyncLoss(vae, expert)
-    spec = FlowSpec(audio=True, n_bridge=1, cond_dropout=0.0, losses={"sync": 1.0})
+    spec = FlowSpec(ConditionSpec(reference=False, motion=False, first_frame_bridge=True, start_frame=False), cond_dropout=0.0, losses={"sync": 1.0})
     spy = Spy(generator)
     total, terms = flow_loss(spy, b, torch.Generator().manual_seed(7), spec, sync=sync, td=1)
     assert set(terms) == {"flow", "sync"} and terms["sync"] > 0
@@ -304,10 +305,10 @@ def test_flow_loss_adds_the_sync_term_on_x0_hat_with_the_bridge_frame_clean(gene
         assert terms["sync"] == pytest.approx(float(sync(x0_hat, t, b)), rel=1e-4)
     # the weight scales only that term (same draws from the same seed)
     total2, terms2 = flow_loss(generator, b, torch.Generator().manual_seed(7),
-                               FlowSpec(audio=True, n_bridge=1, cond_dropout=0.0, losses={"sync": 2.5}), sync=sync, td=1)
+                               FlowSpec(ConditionSpec(reference=False, motion=False, first_frame_bridge=True, start_frame=False), cond_dropout=0.0, losses={"sync": 2.5}), sync=sync, td=1)
     assert terms2 == pytest.approx(terms) and float(total2.detach()) == pytest.approx(terms["flow"] + 2.5 * terms["sync"], rel=1e-5)
     # off when its weight is 0 or no SyncLoss is given
-    for kw2 in ({"sync": sync, "spec": FlowSpec(audio=True, n_bridge=1, losses={})}, {"sync": None, "spec": spec}):
+    for kw2 in ({"sync": sync, "spec": FlowSpec(ConditionSpec(reference=False, motion=False, first_frame_bridge=True, start_frame=False), losses={})}, {"sync": None, "spec": spec}):
         _, t3 = flow_loss(generator, b, torch.Generator().manual_seed(7), kw2["spec"], sync=kw2["sync"], td=1)
         assert "sync" not in t3
 
@@ -317,7 +318,7 @@ def test_flow_loss_sync_term_sends_gradient_into_the_generator(generator, vae, e
 
     def grads(losses, sync):
         generator.zero_grad()
-        spec = FlowSpec(audio=True, n_bridge=1, cond_dropout=0.0, losses=losses)
+        spec = FlowSpec(ConditionSpec(reference=False, motion=False, first_frame_bridge=True, start_frame=False), cond_dropout=0.0, losses=losses)
         total, terms = flow_loss(generator, b, torch.Generator().manual_seed(8), spec, sync=sync, td=1)
         total.backward()
         out = {n: p.grad.clone() for n, p in generator.named_parameters() if p.grad is not None}
@@ -335,7 +336,7 @@ def test_flow_loss_sync_term_sends_gradient_into_the_generator(generator, vae, e
 
 def test_flow_loss_audio_mouth_is_the_encoders_mouth_readout_mse(generator, batch):
     b = _flow_batch(batch)
-    spec = FlowSpec(audio=True, n_bridge=1, cond_dropout=0.0, losses={"audio_mouth": 1.0})
+    spec = FlowSpec(ConditionSpec(reference=False, motion=False, first_frame_bridge=True, start_frame=False), cond_dropout=0.0, losses={"audio_mouth": 1.0})
     enc = generator.audio_encoder
     with torch.no_grad():
         pred = enc.mouth(enc(b["mel"].float()))
@@ -354,7 +355,7 @@ def test_flow_loss_audio_mouth_is_the_encoders_mouth_readout_mse(generator, batc
     # absent without motion in the batch or without the audio condition
     _, t1 = flow_loss(generator, {k: v for k, v in b.items() if k != "motion"}, torch.Generator().manual_seed(7), spec, td=1)
     _, t2 = flow_loss(generator, b, torch.Generator().manual_seed(7),
-                      FlowSpec(audio=False, n_bridge=1, losses={"audio_mouth": 1.0}), td=1)
+                      FlowSpec(ConditionSpec(audio=False, reference=False, motion=False, first_frame_bridge=True, start_frame=False), losses={"audio_mouth": 1.0}), td=1)
     assert "audio_mouth" not in t1 and "audio_mouth" not in t2
 
 

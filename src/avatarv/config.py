@@ -1,8 +1,10 @@
 """Typed configuration: params.yaml + a profile → nested dataclasses. Nothing else in the project reads YAML.
 
 params.yaml holds the tiny-profile values at the top level and, under `profiles:`, the overrides for `small`
-and `paper`. `load_config(profile)` deep-merges the override onto the base, then builds the dataclasses below,
-refusing unknown keys, missing keys and values of the wrong type with a one-line `ConfigError` naming the key.
+and `paper` (and an empty `tiny`, so that every DVC stage can track `profiles.${profile}`: an edit of the selected
+profile's overrides makes its stages stale). `load_config(profile)` deep-merges the override onto the base, then
+builds the dataclasses below, refusing unknown keys, missing keys and values of the wrong type with a one-line
+`ConfigError` naming the key.
 Section dataclasses live here so that one file shows every knob's type; each stage reads only its section.
 """
 
@@ -71,7 +73,7 @@ class CurateConfig:
     max_abs_yaw: float = 0.7  # |nose offset| / half face width (0 frontal, 1 profile)
     # audio-visual sync: landmark mouth opening vs audio envelope (or the eval sync expert when present)
     sync_backend: str = "auto"  # auto (expert when sync_expert_dir holds one) | landmarks | expert
-    sync_expert_dir: str = ""  # a trained avatarv.eval.sync_expert model folder (relative to the project root)
+    sync_expert_dir: str = ""  # a trained avatarv.models.sync_expert model folder (relative to the project root)
     max_av_offset_frames: int = 1
     sync_search_frames: int = 8
     min_sync_confidence: float = 0.0
@@ -127,37 +129,49 @@ class VAEConfig:
 
 @dataclass(kw_only=True)
 class DiTConfig:
-    """The Avatar V DiT (issue 6)."""
+    """The Avatar V DiT's architecture (issue 6): what `models/dit.py transformer_from_config` builds."""
 
-    hidden: int = 128
-    layers: int = 4
-    heads: int = 4
-    patch: list[int] = field(default_factory=lambda: [1, 2, 2])
-    text_dim: int = 384
-    audio_dim: int = 128
-    motion_dim: int = 16
+    hidden: int = 128  # token width
+    layers: int = 4  # transformer blocks
+    heads: int = 4  # attention heads per block
+    patch: list[int] = field(default_factory=lambda: [1, 2, 2])  # (t, h, w) latent patch; only 1×p×p is supported
+    text_dim: int = 384  # width of the text-encoder features the text cross-attention reads
+    audio_dim: int = 128  # width of the audio encoder's features (models/audio_encoder.py)
+    motion_dim: int = 16  # width of the per-frame motion vector of the motion stream
     audio_window: int = 2  # audio x-attn: each latent frame sees its own video frames ± this many video frames
-    chunk_latent_frames: int = 4
-    bridge_latent_frames: int = 1
-    anchor_latent_frames: int = 1  # first latent frames of chunk 0 appended to the cached reference (global anchor)
-    reference_latent_frames: int = 2  # latent frames of the reference clip encoded into the cache
-    mlp_ratio: float = 4.0
+    mlp_ratio: float = 4.0  # feed-forward width / hidden
     # a clean start frame concatenated channel-wise to every generated frame (models/dit.py: frame condition)
     frame_condition: bool = False
-    # predict the residual over the Gaussian-prior velocity around that frame (models/dit.py prior_velocity);
-    # switched on by stage 3 (personality SFT), with its spread s² measured on the training windows
+    reference_time_stride: int = 256  # RoPE time offset between reference segments (reference k at -(k+1)·stride)
+
+
+@dataclass(kw_only=True)
+class SamplingConfig:
+    """How the generator samples (issue 6): scheduler, guidance and the chunked long-video loop (inference/pipeline.py)."""
+
+    steps: int = 12  # Euler sampling steps
+    flow_shift: float = 1.0  # timestep shift for training sampling and the scheduler (>1 = more time at high noise)
+    cfg_audio: float = 2.0  # classifier-free guidance scale on the audio condition
+    cfg_reference: float = 1.5  # classifier-free guidance scale on the reference condition
+    chunk_latent_frames: int = 4  # latent frames generated per chunk of a long video
+    bridge_latent_frames: int = 1  # last latent frames of a chunk fed clean to the next chunk (continuation)
+    anchor_latent_frames: int = 1  # first latent frames of chunk 0 appended to the cached reference (global anchor)
+    reference_latent_frames: int = 2  # latent frames of the reference clip encoded into the cache
+
+
+@dataclass(kw_only=True)
+class ConditionsConfig:
+    """How personality SFT (stage 3, train/sft.py) conditions the generator on the start frame and the reference."""
+
+    # predict the residual over the Gaussian-prior velocity around the start frame (models/dit.py prior_velocity),
+    # with its spread s² measured on the training windows (train/stage.py ensure_condition_prior)
     condition_prior: bool = False
     # video frames of the reference clip's motion history fed to the motion stream as a motion-only reference segment
     # (models/dit.py encode_reference); 0 = only the reference window's own motion tokens
     motion_context_frames: int = 0
     # the condition prior's mean moves with the motion stream's head shift (models/motion_plan.py): trained on the
-    # target's own motion, sampled with a plan carrying the reference's motion spectrum (stage 3 on)
+    # target's own motion, sampled with a plan carrying the reference's motion spectrum
     motion_shift: bool = False
-    reference_time_stride: int = 256  # RoPE time offset between reference segments (reference k at -(k+1)·stride)
-    flow_shift: float = 1.0  # timestep shift for training sampling and the scheduler (>1 = more time at high noise)
-    steps: int = 12  # sampling steps
-    cfg_audio: float = 2.0
-    cfg_reference: float = 1.5
 
 
 @dataclass(kw_only=True)
@@ -248,6 +262,8 @@ class Config:
     curate: CurateConfig
     vae: VAEConfig
     dit: DiTConfig
+    sampling: SamplingConfig
+    conditions: ConditionsConfig
     train: TrainConfig
     eval: EvalConfig
     study: StudyConfig
@@ -338,7 +354,12 @@ def load_config(profile: str | None = None, path: Path | str = PARAMS) -> Config
     profile = profile or raw.get("profile", "tiny")
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
-    merged = _deep_merge(raw, profiles.get(profile, {}), f"{profile}.") if profile != "tiny" else raw
+    if not isinstance(profiles, dict) or any(not isinstance(v, dict | None) for v in profiles.values()):
+        raise ConfigError("params.yaml: profiles should map each profile to a mapping of overrides")
+    stray = sorted(set(profiles) - set(PROFILES))
+    if stray:
+        raise ConfigError(f"params.yaml: unknown profile profiles.{stray[0]} (known: {', '.join(PROFILES)})")
+    merged = _deep_merge(raw, profiles.get(profile) or {}, f"{profile}.")
     merged["profile"] = profile
     return _build(Config, merged, "")
 

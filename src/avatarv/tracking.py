@@ -54,8 +54,9 @@ def start_stage(stage: str, cfg: Config, extra_params: dict[str, Any] | None = N
 
 def _sections(stage: str) -> tuple[str, ...]:
     for key, sections in {
-        "corpus": ("corpus",), "curate": ("curate",), "vae": ("vae",), "t2v": ("dit", "train"),
-        "a2v": ("dit", "train"), "sft": ("dit", "train"), "personality": ("dit", "train"), "eval": ("eval",),
+        "corpus": ("corpus",), "curate": ("curate",), "vae": ("vae",), "t2v": ("dit", "sampling", "train"),
+        "a2v": ("dit", "sampling", "train"), "sft": ("dit", "sampling", "conditions", "train"),
+        "personality": ("dit", "sampling", "conditions", "train"), "eval": ("eval",),
         "leaderboard": ("eval",), "study": ("study",),
     }.items():
         if key in stage:

@@ -1,7 +1,7 @@
 """Cascade step 8 (seed: audio-visual sync): offset and confidence between lips and voice.
 
-Backends: the Eval area's learned SyncNet-style expert (`avatarv.eval.sync_expert`) when `sync_expert_dir`
-holds a trained one (it is trained in stage 10_eval, so a first repro has none), otherwise the landmark
+Backends: the learned SyncNet-style expert (`avatarv.models.sync_expert`) when `sync_expert_dir` holds a
+trained one (it is trained in stage 10_eval, so a first repro has none), otherwise the landmark
 mouth-opening vs audio-envelope cross-correlation in `sync_offset`. Both follow SyncNet's protocol (offset at
 the best lag, confidence = median minus best distance); the row records which one ran.
 """
@@ -22,7 +22,7 @@ NAME = "sync"
 
 @functools.lru_cache(maxsize=2)
 def _load_expert(path: str):
-    from ..eval.sync_expert import load_sync_expert
+    from ..models.sync_expert import load_sync_expert
 
     return load_sync_expert(path)
 
@@ -37,13 +37,13 @@ def expert_dir(cfg) -> Path | None:
 
 
 def _expert_offset(ctx, path: Path) -> tuple[int, float]:
-    from ..eval.sync_expert import prepare, sync_scores
+    from ..models.sync_expert import offset_curve, prepare
 
     fp = ctx.faces
     boxes = np.array([fp.main.box_at(t).as_list() for t in range(len(ctx.frames))], np.float32)
     inp = prepare(ctx.frames, ctx.audio16k, 16000, boxes=boxes, fps=ctx.fps)
-    s = sync_scores(_load_expert(str(path)), inp, ctx.cfg.sync_search_frames)
-    return int(s["offset"]), float(s["lse_c"])
+    curve = offset_curve(_load_expert(str(path)), inp, ctx.cfg.sync_search_frames)
+    return curve.offset, curve.lse_c
 
 
 def check(ctx) -> Check:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.color import deltaE_ciede2000, rgb2lab
 
-from .face_track import FaceTrack, face_crops
+from ..faces import FaceTrack, face_crops
 from .identity import centroid, embed_clip
 
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..faces import Box, embed_faces, landmarks_68
-from .face_track import FaceTrack, track_face
+from ..faces import Box, FaceTrack, embed_faces, landmarks_68, track_face
 
 
 def backend_name(backend: str, model_path: str = "") -> str:

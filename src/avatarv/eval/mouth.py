@@ -13,8 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..faces import mouth_opening
-from .face_track import FaceTrack, crop_resize
+from ..faces import crop_resize, mouth_opening
 
 
 def _mouth_rect(lm: np.ndarray, pad: float = 0.35) -> np.ndarray:

@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 
 from ..errors import AvatarVError, InputError
+from ..faces import track_face, track_landmarks
 from ..media import read_video
 from . import identity, quality
 from .drift import drift_metrics
-from .face_track import track_face, track_landmarks
 from .motion_dynamics import mesh_style, mesh_style_similarity, motion_stats, style_similarity
 from .mouth import mouth_metrics
 
@@ -102,7 +102,7 @@ class Scorer:
         self.generated_centroids: dict[str, np.ndarray] = {}  # for similarity to the other references
         self.expert = None
         if settings.sync_expert:
-            from .sync_expert import load_sync_expert
+            from ..models.sync_expert import load_sync_expert
 
             self.expert = load_sync_expert(settings.sync_expert)
         self.syncnet = None
@@ -132,7 +132,8 @@ class Scorer:
         row: dict = {"n_frames": len(frames), "duration": v.duration, "face_found": float(track.found),
                      "face_detected_frac": track.detected_frac}
         if self.expert is not None:
-            from .sync_expert import prepare, sync_scores
+            from ..models.sync_expert import prepare
+            from .sync_expert import sync_scores
 
             sc = sync_scores(self.expert, prepare(frames, v.audio, v.sample_rate, track.boxes, v.fps), s.max_offset_frames)
             row.update(sync_conf=sc["conf_offset_weighted"], sync_conf_at_zero=sc["conf_at_zero"], sync_lse_c=sc["lse_c"],

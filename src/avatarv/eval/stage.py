@@ -15,61 +15,26 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AvatarVError
+from ..faces import track_face
 from ..media import read_video
+from ..models.sync_expert import load_sync_expert
 from ..paths import CORPUS, RUNS, stage_report_dir
+from ..train.sync_expert import clean_clips, load_tracked_clip, spread_over_identities, train_expert
 from . import identity, systems
 from .benchmark import make_benchmark
-from .face_track import track_face
 from .real_photos import package_natural_photos
 from .runner import EvalSettings, Scorer, evaluate_dirs, write_json
-from .sync_expert import prepare, train_sync_expert
 from .validation import validate_identity_clips, validate_identity_photos, validate_quality, validate_sync
 
 STAGE = "10_eval"
 
 
-def _clean(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
-    m = manifest[(manifest["split"] == split) & (manifest["distractor"].fillna("") == "")]
-    return m.sort_values("clip_id")
-
-
-def _spread(rows: pd.DataFrame, k: int) -> pd.DataFrame:
-    """k rows spread over identities: round-robin by identity, so a small k still sees many people."""
-    rows = rows.assign(_rank=rows.groupby("identity").cumcount()).sort_values(["_rank", "clip_id"])
-    return rows.head(k).drop(columns="_rank")
-
-
-def _load(corpus: Path, row) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
-    v = read_video(corpus / row["path"], need_audio=True)
-    return v.frames, v.audio, v.sample_rate, track_face(v.frames).boxes
-
-
-def train_expert(cfg, corpus: Path, manifest: pd.DataFrame, out: Path, progress: bool = True,
-                 seed: int | None = None) -> dict:
-    import torch
-
-    torch.set_num_threads(1)  # small convs: one thread is as fast on 2 cores and stays fast when they are shared
-    t0 = time.time()
-    rows = _spread(_clean(manifest, "train"), cfg.eval.sync_expert_clips)
-    clips = []
-    for _, r in rows.iterrows():
-        frames, audio, sr, boxes = _load(corpus, r)
-        clips.append(prepare(frames, audio, sr, boxes))
-    t1 = time.time()
-    model, hist = train_sync_expert(clips, steps=cfg.eval.sync_expert_steps, batch_size=cfg.eval.sync_expert_batch,
-                                    max_shift=cfg.eval.sync_expert_max_shift, seed=cfg.seed if seed is None else seed,
-                                    progress=progress)
-    model.save_pretrained(str(out))
-    return {"path": str(out), "train_clips": len(clips), "steps": len(hist), "loss_first": float(np.mean(hist[:10])),
-            "loss_last": float(np.mean(hist[-10:])), "prep_s": t1 - t0, "train_s": time.time() - t1,
-            "loss_curve": [float(x) for x in hist]}
-
-
 def validate(cfg, corpus: Path, manifest: pd.DataFrame, expert, progress: bool = True) -> dict:
-    hold = _clean(manifest, "holdout")
+    hold = clean_clips(manifest, "holdout")
     t0 = time.time()
-    sync_rows = _spread(hold, cfg.eval.validation_clips)
-    sync = validate_sync(expert, [_load(corpus, r) for _, r in sync_rows.iterrows()], max_offset=cfg.eval.max_offset_frames)
+    sync_rows = spread_over_identities(hold, cfg.eval.validation_clips)
+    sync = validate_sync(expert, [load_tracked_clip(corpus, r) for _, r in sync_rows.iterrows()],
+                         max_offset=cfg.eval.max_offset_frames)
     t1 = time.time()
     embs, labels, scenes, frames_for_quality = [], [], [], []
     for _, r in hold.iterrows():
@@ -106,7 +71,7 @@ def run_systems(cfg, corpus: Path, cases: list[dict], settings: EvalSettings, ou
         plan[name] = {"kind": "ablation" if ":" in name or name not in systems.STAGE_ORDER else "trained stage",
                       "checkpoint": str(ckpt),
                       "make": lambda d, ckpt=ckpt: systems.generated(cases, corpus, d, ckpt, cfg.seed, cfg.eval.generate_steps,
-                                                                     secs, cfg=cfg)}
+                                                                     secs)}
     scorer = Scorer(settings)
     out: dict = {}
     (report_dir / "systems").mkdir(parents=True, exist_ok=True)
@@ -133,8 +98,6 @@ def run_eval_stage(cfg, corpus: Path = CORPUS, out_root: Path = RUNS / "eval", p
     manifest = pd.read_parquet(corpus / "manifest.parquet")
     expert_info = train_expert(cfg, corpus, manifest, out_root / "sync_expert", progress)
     settings = EvalSettings.from_config(cfg, sync_expert=expert_info["path"])
-    from .sync_expert import load_sync_expert
-
     val = validate(cfg, corpus, manifest, load_sync_expert(expert_info["path"]), progress)
     sys_rows = run_systems(cfg, corpus, bench["cases"], settings, out_root, report_dir, progress)
     doc = {

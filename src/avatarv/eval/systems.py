@@ -23,13 +23,13 @@ STAGE_ORDER = ("t2v", "a2v", "sft", "lora", "distill", "rlhf", "refiner")
 def find_checkpoints(runs: Path = RUNS) -> dict[str, Path]:
     """{row name: checkpoint folder} for every loadable `runs/**/final` (a saved pipeline, or a training stage's
     transformer/ + audio_encoder/), main stages first."""
-    from ..inference.pipeline import checkpoint_layout
+    from ..inference.pipeline import is_saved_pipeline
 
     found = {}
     if not runs.exists():
         return found
     for d in sorted(runs.glob("**/final")):
-        if checkpoint_layout(d) is None:
+        if not is_saved_pipeline(d):
             continue
         rel = d.parent.relative_to(runs)
         if rel.parts and rel.parts[0] == "eval":
@@ -84,27 +84,18 @@ def static_frame(cases: list[dict], corpus_dir: Path, out: Path, seconds: float 
 
 
 def generated(cases: list[dict], corpus_dir: Path, out: Path, checkpoint: Path, seed: int, steps: int = 0,
-              seconds: float = 0.0, device: str = "cpu", progress: bool = False, cfg=None) -> Path:
-    """Generate every case with a checkpoint (reference clip + target audio); one load per checkpoint.
-
-    `checkpoint` is a saved AvatarVPipeline or a training stage's generator dir; the latter is assembled with the
-    trained VAE and params.yaml's sampling knobs (`cfg`, default: the current profile) by `load_pipeline`."""
+              seconds: float = 0.0, device: str = "cpu", progress: bool = False) -> Path:
+    """Generate every case with a saved pipeline (reference clip + target audio); one load per checkpoint. The
+    pipeline measures the reference's motion itself, over the frames it reads (`reference_frames_used`)."""
     import torch
 
-    # diffusers resolves a saved pipeline's components by module name; they must be imported first
-    from ..inference.cli import reference_motion
     from ..inference.pipeline import load_pipeline
-    from ..models import audio_encoder, dit, vae  # noqa: F401
 
     out.mkdir(parents=True, exist_ok=True)
     todo = [c for c in cases if not (out / f"{c['case_id']}.mp4").exists()]
     if not todo:
         return out
-    if cfg is None:
-        from ..config import load_config
-
-        cfg = load_config()
-    pipe = load_pipeline(checkpoint, cfg).to(device)
+    pipe = load_pipeline(checkpoint).to(device)
     pipe.set_progress_bar_config(disable=True)
     _, n_motion = pipe.reference_frames_used()
     for c in todo:
@@ -112,8 +103,7 @@ def generated(cases: list[dict], corpus_dir: Path, out: Path, checkpoint: Path, 
         audio, sr = target_audio(c, corpus_dir, seconds)
         torch.manual_seed(seed)  # rows must not depend on what ran before in the process (global RNG users)
         np.random.seed(seed)
-        motion = reference_motion(ref.frames)
-        result = pipe(ref.frames, audio, sr, reference_motion=motion, num_inference_steps=steps or None,
+        result = pipe(ref.frames, audio, sr, num_inference_steps=steps or None,
                       generator=torch.Generator().manual_seed(seed), progress=progress)
         write_video(out / f"{c['case_id']}.mp4", result.frames, pipe.config.fps, audio, sr)
     return out

@@ -15,9 +15,10 @@ from itertools import pairwise
 
 import numpy as np
 
+from ..models.sync_expert import SyncExpert, prepare
 from . import identity, quality
 from .real_photos import augment, package_face_photos
-from .sync_expert import OFFSET_SIGMA_FRAMES, SyncExpert, prepare, sync_scores
+from .sync_expert import OFFSET_SIGMA_FRAMES, sync_scores
 
 SHIFTS = (-8, -6, -4, -3, -2, -1, 0, 1, 2, 3, 4, 6, 8)
 CONF_VARIANTS = ("conf_offset_weighted", "conf_kernel_sum", "conf_at_zero")

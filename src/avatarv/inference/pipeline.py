@@ -1,24 +1,34 @@
 """AvatarVPipeline: reference video + speech → talking video of the audio's length (seed: inference, long video).
 
-Read top-down:
- 1. check inputs; resize the reference to the model's size; encode it with the VAE;
+Five lines for a user (a stage's `runs/<stage>/final` is a complete saved pipeline):
+
+    from avatarv import AvatarVPipeline
+    pipe = AvatarVPipeline.from_pretrained("runs/sft/final")
+    out = pipe(reference="ref.mp4", audio="speech.wav")
+    out.save("talking.mp4")  # or diffusers.utils.export_to_video(out.video, "silent.mp4", fps=out.fps)
+
+Read top-down (`__call__`):
+ 1. inputs (file paths, PIL images or arrays); the reference's motion measured, calibrated and planned by the motion
+    planner (inference/motion_planner.py); the reference resized to the model's size and encoded by the VAE;
  2. audio → log-mel → audio encoder → features per video frame (the waveform padded to the padded video length);
  3. the reference runs through the DiT ONCE (`encode_reference`): its per-block K/V serve every step, CFG branch
-    and chunk;
+    and chunk; what the DiT is conditioned on is built by inference/conditions.py, as in training;
  4. chunks of `chunk_latent_frames` latent frames; chunk k+1 starts with the last `bridge_latent_frames` latent
     frames of chunk k as clean bridge frames; after chunk 0 its first `anchor_latent_frames` latent frames are
     appended to the cached reference (global appearance anchor, one more reference pass over those frames only);
- 5. each chunk: Euler steps of FlowMatchEulerDiscreteScheduler on video latents and motion jointly (closed-loop
-    motion stream), CFG on audio and reference (diffusion/guidance.py); a model built with `frame_condition` sees
-    the reference's first frame concatenated to every frame of every chunk (training: the clip's start frame);
+ 5. each chunk is one `sample_window`: Euler steps of FlowMatchEulerDiscreteScheduler on video latents and motion
+    jointly (closed-loop motion stream), CFG on audio and reference (diffusion/guidance.py). The stages' samples
+    and proofs call the same `sample_window`;
  6. decode the whole latent sequence once, trim the padded tail so video length == audio length.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,17 +39,9 @@ from tqdm.auto import tqdm
 
 from ..diffusion.guidance import Guidance, guided_velocity
 from ..models.audio_features import log_mel
-from ..models.latent_time import (
-    as_latent_rate,
-    expand_to_video_rate,
-    latent_frames_for,
-    pool_to_latent_rate,
-    video_frames_for,
-)
-from ..models.motion import apply_motion_calibration, eye_track
-from ..models.motion_plan import motion_plan, shifted_condition
-
-CONDITIONS_FILE = "generator.json"  # written next to transformer/ by the training stages (train/generator.py)
+from ..models.latent_time import as_latent_rate, expand_to_video_rate, latent_frames_for, video_frames_for
+from .conditions import ConditionSpec, WindowConditions, from_reference, prior_mean
+from .motion_planner import MotionPlanner
 
 AUDIO_RATE = 16000
 
@@ -49,6 +51,23 @@ class AvatarVPipelineOutput(BaseOutput):
     frames: np.ndarray  # (T, H, W, 3) uint8, T = round(audio seconds · fps)
     motion: np.ndarray  # (T, 16) generated motion stream, per video frame
     latents: torch.Tensor  # (1, C, T', h, w) the generated latent sequence (padded tail removed)
+    fps: int = 25
+    audio: np.ndarray | None = None  # the driving speech, mono float32 (muxed by `save`)
+    sample_rate: int | None = None
+
+    @property
+    def video(self) -> list:
+        """The frames as PIL images: what diffusers.utils.export_to_video takes."""
+        from PIL import Image
+
+        return [Image.fromarray(f) for f in self.frames]
+
+    def save(self, path: str | Path) -> Path:
+        """An mp4 with the speech muxed in, written atomically (media.write_video)."""
+        from ..media import write_video
+
+        write_video(path, self.frames, self.fps, self.audio, self.sample_rate)
+        return Path(path)
 
 
 def chunk_starts(n_latent: int, chunk: int, bridge: int) -> list[int]:
@@ -69,34 +88,84 @@ def square_resize(frames: np.ndarray, size: int) -> torch.Tensor:
     return (x / 127.5 - 1.0).permute(1, 0, 2, 3)[None]
 
 
+def decode_frames(vae, latents: torch.Tensor) -> torch.Tensor:
+    """(B, C, T', h, w) latents → (B, T, H, W, 3) uint8 frames on the CPU."""
+    with torch.no_grad():
+        video = vae.decode(latents.to(vae.dtype)).float()
+    return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu()
+
+
+def saved_conditions(path) -> ConditionSpec:
+    """The conditions a saved pipeline's transformer was trained with (its model_index.json)."""
+    return ConditionSpec.from_dict(json.loads((Path(path) / "model_index.json").read_text()).get("conditions"))
+
+
+def as_frames(reference) -> np.ndarray:
+    """A reference as (T, H, W, 3) uint8: a video/photo path, a PIL image or a list of them, or an array."""
+    if isinstance(reference, (str, Path)):
+        from .inputs import read_reference
+
+        return read_reference(reference)[0]
+    if hasattr(reference, "convert"):  # a PIL image
+        reference = [reference]
+    if isinstance(reference, (list, tuple)) and reference and hasattr(reference[0], "convert"):
+        reference = np.stack([np.asarray(im.convert("RGB")) for im in reference])
+    ref = np.asarray(reference)
+    ref = ref[None] if ref.ndim == 3 else ref
+    if ref.ndim != 4 or ref.shape[-1] != 3 or ref.dtype != np.uint8 or len(ref) == 0:
+        raise ValueError(f"reference frames must be (T, H, W, 3) or (H, W, 3) uint8, got {ref.shape} {ref.dtype}")
+    return ref
+
+
+def as_speech(audio, sample_rate: int | None) -> tuple[np.ndarray, int]:
+    """Speech as (mono float32 samples, rate): an audio/video file path, or samples with their rate."""
+    if isinstance(audio, (str, Path)):
+        from .inputs import read_speech
+
+        return read_speech(audio)
+    audio = np.asarray(audio, np.float32)
+    if audio.ndim != 1 or audio.size == 0 or not sample_rate or sample_rate <= 0:
+        raise ValueError(f"audio must be non-empty mono samples at a positive rate, got {audio.shape} @ {sample_rate}")
+    return audio, int(sample_rate)
+
+
 class AvatarVPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "audio_encoder->transformer->vae"
 
     def __init__(self, vae, transformer, audio_encoder, scheduler, fps: int = 25, chunk_latent_frames: int = 4,
                  bridge_latent_frames: int = 1, anchor_latent_frames: int = 1, reference_latent_frames: int = 2,
-                 steps: int = 12, cfg_audio: float = 2.0, cfg_reference: float = 1.5, motion_stream: bool = True,
-                 reference_attention: bool = True, first_frame_bridge: bool = False,
-                 motion_calibration: dict | None = None):
+                 steps: int = 12, cfg_audio: float = 2.0, cfg_reference: float = 1.5, conditions: dict | None = None):
         super().__init__()
         self.register_modules(vae=vae, transformer=transformer, audio_encoder=audio_encoder, scheduler=scheduler)
-        # the last four say how the transformer was trained (a stage's generator.json, train/generator.py): an A2V
-        # model never saw motion tokens or a reference and always had the face image as a clean first latent frame
+        # `conditions`: how the stage that saved this pipeline trained the transformer (inference/conditions.py)
         self.register_to_config(fps=fps, chunk_latent_frames=chunk_latent_frames, bridge_latent_frames=bridge_latent_frames,
                                 anchor_latent_frames=anchor_latent_frames, reference_latent_frames=reference_latent_frames,
-                                steps=steps, cfg_audio=cfg_audio, cfg_reference=cfg_reference, motion_stream=motion_stream,
-                                reference_attention=reference_attention, first_frame_bridge=first_frame_bridge,
-                                motion_calibration=motion_calibration)
+                                steps=steps, cfg_audio=cfg_audio, cfg_reference=cfg_reference,
+                                conditions=ConditionSpec.from_dict(conditions).to_dict())
 
     # ------------------------------------------------------------------------------------------ pieces
+    @property
+    def conditions(self) -> ConditionSpec:
+        return ConditionSpec.from_dict(self.config.conditions)
+
+    @property
+    def motion_planner(self) -> MotionPlanner:
+        return MotionPlanner(calibration=self.conditions.motion_calibration, fps=self.config.fps)
+
     def reference_frames_used(self) -> tuple[int, int]:
         """(video frames the reference latents come from, video frames of reference motion the pipeline reads):
-        callers measure the reference motion over the second — the motion history is the reference clip's first
-        `motion_context_frames` frames, as in training (stage 3), not just the few frames of the video reference."""
+        the motion history is the reference clip's first `motion_context_frames` frames, as in training (stage 3),
+        not just the few frames of the video reference."""
         n_video = 1 + self.vae.config.temporal_downsample * (self.config.reference_latent_frames - 1)
-        history = self.transformer.config.motion_context_frames if self.config.motion_stream else 0
+        spec = self.conditions
+        history = spec.motion_context_frames if spec.motion else 0
         return n_video, max(n_video, history)
 
-    def _audio_features(self, audio: np.ndarray, sample_rate: int, n_video_padded: int, device, dtype) -> torch.Tensor:
+    def default_guidance(self) -> Guidance:
+        return Guidance(audio=self.config.cfg_audio,
+                        reference=self.config.cfg_reference if self.conditions.reference else 1.0)
+
+    def audio_features(self, audio: np.ndarray, sample_rate: int, n_video_padded: int, device, dtype) -> torch.Tensor:
         """(1, n_video_padded, audio_dim): silence-padded waveform → log-mel → audio encoder, one row per frame."""
         from ..media import resample
 
@@ -109,53 +178,108 @@ class AvatarVPipeline(DiffusionPipeline):
             feats = F.pad(feats, (0, 0, 0, n_video_padded - feats.shape[1]))
         return feats[:, :n_video_padded]
 
-    def _sigmas(self, steps: int) -> list[float]:
+    def measure_reference_motion(self, frames: np.ndarray, pad_to: int = 0) -> np.ndarray | None:
+        """Measured (uncalibrated) motion of the style source over the frames the pipeline reads; a source shorter
+        than `pad_to` frames (the video reference's) holds its last pose."""
+        motion = self.motion_planner.measure(frames[: self.reference_frames_used()[1]])
+        if motion is not None and len(motion) < pad_to:
+            motion = np.concatenate([motion, np.repeat(motion[-1:], pad_to - len(motion), 0)])
+        return motion
+
+    @staticmethod
+    def sigmas(steps: int) -> list[float]:
         """Uniform sigmas 1 → 1/steps (the scheduler applies its shift and appends 0): every step moves."""
         return np.linspace(1.0, 1.0 / steps, steps).tolist()
+
+    @torch.no_grad()
+    def sample_window(self, latents: torch.Tensor, motion: torch.Tensor, conditions: WindowConditions, *,
+                      audio: torch.Tensor | None = None, audio_lead: int = 0, n_bridge: int = 0,
+                      reference_cache=None, use_reference_cache: bool = True, steps: int | None = None,
+                      guidance: Guidance | None = None, progress_bar=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Integrate one window from noise (t = 1) to clean (t = 0): Euler steps of the scheduler on the video
+        latents (B, C, T, h, w) and the motion tokens (B, T, 16) jointly, CFG over audio and reference. The first
+        `n_bridge` latent frames (and motion tokens) of the inputs are given clean and kept exactly. The reference
+        enters as `reference_cache` (from `encode_reference`) or, with `use_reference_cache=False`, as the uncached
+        joint sequence of `conditions.segments()` (slow; the exactness reference)."""
+        tr, spec = self.transformer, self.conditions
+        device, dtype = tr.device, tr.dtype
+        steps = steps or self.config.steps
+        guidance = guidance or self.default_guidance()
+        use_motion = spec.motion
+        segments = conditions.segments()
+        bridge_lat, bridge_mot = latents[:, :, :n_bridge].clone(), motion[:, :n_bridge].clone()
+        lat, mot = latents, motion
+        self.scheduler.set_timesteps(sigmas=self.sigmas(steps), device=device)
+        for t in self.scheduler.timesteps:
+            sigma = (t / self.scheduler.config.num_train_timesteps).reshape(1).to(device)
+
+            def predict(use_ref: bool, use_audio: bool):
+                kw = dict(audio=audio if use_audio else None, n_bridge=n_bridge, audio_lead=audio_lead,
+                          **conditions.dit_kwargs())
+                m_in = mot if use_motion else None
+                if use_reference_cache:
+                    out = tr(lat, sigma, m_in, reference=reference_cache if use_ref else None, **kw)
+                else:
+                    out = tr.forward_uncached(lat, sigma, m_in, reference_segments=segments if use_ref else [], **kw)
+                # without a motion stream the motion state is carried unchanged (zero velocity)
+                return out.sample, (out.motion if use_motion else torch.zeros_like(mot))
+
+            v_lat, v_mot = guided_velocity(predict, guidance)
+            packed = torch.cat([lat.flatten(), mot.flatten()])
+            v = torch.cat([v_lat.flatten(), v_mot.flatten()])
+            packed = self.scheduler.step(v.float(), t, packed.float()).prev_sample.to(dtype)
+            lat = packed[: lat.numel()].view_as(lat)
+            mot = packed[lat.numel():].view_as(mot)
+            if n_bridge:  # bridge frames are given, not generated: keep them exactly
+                lat[:, :, :n_bridge], mot[:, :n_bridge] = bridge_lat, bridge_mot
+            if progress_bar is not None:
+                progress_bar.update(1)
+        return lat, mot
 
     # ------------------------------------------------------------------------------------------ call
     @torch.no_grad()
     def __call__(
         self,
-        reference_frames: np.ndarray,
-        audio: np.ndarray,
-        sample_rate: int,
+        reference,
+        audio,
+        sample_rate: int | None = None,
         reference_motion: np.ndarray | None = None,
+        motion_reference=None,
+        measure_motion: bool = True,
         num_inference_steps: int | None = None,
         guidance: Guidance | None = None,
         generator: torch.Generator | None = None,
         progress: bool = True,
         use_reference_cache: bool = True,
     ) -> AvatarVPipelineOutput:
-        cfg, tr, vae = self.config, self.transformer, self.vae
+        """`reference`: video/photo path, PIL image(s) or (T, H, W, 3) uint8 frames; `audio`: a path or mono samples
+        at `sample_rate`. `reference_motion` (T, 16): the style source's measured motion; None measures it (MediaPipe)
+        on `motion_reference` (another person's clip: motion style transfer) or on the reference, unless
+        `measure_motion` is False."""
+        cfg, spec, tr, vae = self.config, self.conditions, self.transformer, self.vae
         device, dtype = tr.device, tr.dtype
         td = vae.config.temporal_downsample
         steps = num_inference_steps or cfg.steps
-        use_motion, use_ref_attention = cfg.motion_stream, cfg.reference_attention
-        use_reference_cache = use_reference_cache and use_ref_attention
-        guidance = guidance or Guidance(audio=cfg.cfg_audio, reference=cfg.cfg_reference if use_ref_attention else 1.0)
+        use_reference_cache = use_reference_cache and spec.reference
+        guidance = guidance or self.default_guidance()
+        planner = self.motion_planner
 
-        # 1. inputs and reference latents
-        ref = np.asarray(reference_frames)
-        ref = ref[None] if ref.ndim == 3 else ref
-        if ref.ndim != 4 or ref.shape[-1] != 3 or ref.dtype != np.uint8 or len(ref) == 0:
-            raise ValueError(f"reference_frames must be (T, H, W, 3) or (H, W, 3) uint8, got {ref.shape} {ref.dtype}")
-        audio = np.asarray(audio, np.float32)
-        if audio.ndim != 1 or audio.size == 0 or sample_rate <= 0:
-            raise ValueError(f"audio must be non-empty mono samples at a positive rate, got {audio.shape} @ {sample_rate}")
+        # 1. inputs, the reference's motion and latents
+        ref = as_frames(reference)
+        audio, sample_rate = as_speech(audio, sample_rate)
+        if reference_motion is None and measure_motion and spec.motion:
+            source = ref if motion_reference is None else as_frames(motion_reference)
+            reference_motion = self.measure_reference_motion(source, min(self.reference_frames_used()[0], len(ref)))
         n_ref_latent = min(cfg.reference_latent_frames, 1 + (len(ref) - 1) // td)  # whole VAE groups only
         n_ref_video = video_frames_for(n_ref_latent, td)
         ref_pix = square_resize(ref[:n_ref_video], tr.config.sample_size).to(device, vae.dtype)
         ref_latents = vae.encode(ref_pix).to(dtype)
-        ref_motion = None
-        if reference_motion is not None and use_motion:
-            # measured motion (MediaPipe) → the representation the transformer was trained on (models/motion.py)
-            measured = apply_motion_calibration(np.asarray(reference_motion, np.float32), cfg.motion_calibration)
-            ref_motion = tr.normalize_motion(torch.as_tensor(measured[:n_ref_video])[None].to(device, dtype))
-        ref_context = None  # the reference's motion history (models/dit.py encode_reference), as trained in stage 3
-        if ref_motion is not None and tr.config.motion_context_frames > 0:
-            history = torch.as_tensor(measured[: tr.config.motion_context_frames])[None].to(device, dtype)
-            ref_context = tr.motion_history_tokens(history)
+        measured = ref_motion = history = None
+        if reference_motion is not None and spec.motion:
+            measured = np.asarray(reference_motion, np.float32)
+            calibrated = torch.as_tensor(planner.calibrate(measured))[None].to(device, dtype)
+            ref_motion, history = calibrated[:, :n_ref_video], calibrated
+        base = from_reference(tr, spec, ref_latents, ref_motion, history)
 
         # 2. lengths, chunk plan, audio features
         n_video = max(1, int(round(len(audio) / sample_rate * cfg.fps)))
@@ -163,27 +287,18 @@ class AvatarVPipeline(DiffusionPipeline):
         T_c, b = cfg.chunk_latent_frames, cfg.bridge_latent_frames
         starts = chunk_starts(n_latent, T_c, b)
         n_latent_padded = starts[-1] + T_c
-        feats = self._audio_features(audio, sample_rate, video_frames_for(n_latent_padded, td), device, dtype)
+        feats = self.audio_features(audio, sample_rate, video_frames_for(n_latent_padded, td), device, dtype)
 
         # 3. the reference, once
-        cache = tr.encode_reference(ref_latents, ref_motion, ref_context) if use_reference_cache else None
-        segments = [(ref_latents, ref_motion)] + ([(None, ref_context)] if ref_context is not None else [])
-        segments = segments if use_ref_attention else []
+        cache = tr.encode_reference(base.ref_latents, base.ref_motion, base.ref_context) if use_reference_cache else None
 
         C, h, w = ref_latents.shape[1], ref_latents.shape[3], ref_latents.shape[4]
-        # frame condition (models built with it): the reference's first frame, the same clean frame for every chunk,
-        # as training conditions every window of a clip on the clip's start frame (WindowSet.clip_start)
-        cond = ref_latents[:, :, 0]
-        shift = None  # a head-motion plan moving the condition prior (models/motion_plan.py), as trained in stage 3
-        if ref_motion is not None and tr.config.motion_shift and tr.config.condition_prior_var:
-            # the face's track as the reference video shows it (turns included), in latent pixels of the square crop;
-            # not the calibrated pose channels: measured yaw vs ground truth r = -0.15 (stop 14)
-            track = eye_track(np.asarray(reference_motion, np.float32)) * (h / min(ref.shape[1:3]))
-            plan = motion_plan(track[: max(tr.config.motion_context_frames, n_ref_video)],
-                               video_frames_for(n_latent_padded, td), generator, fps=cfg.fps)
-            plan_latent = pool_to_latent_rate(torch.as_tensor(plan)[None], td)[:, :n_latent_padded]
-            shift = (plan_latent - torch.as_tensor(plan[:1])[:, None]).to(device)
-        motion_dim = tr.config.motion_dim
+        shift = None  # one head-motion plan for all chunks, moving the condition prior (inference/motion_planner.py)
+        if measured is not None and spec.motion_shift and tr.config.condition_prior_var:
+            track = planner.track_from_measured(measured, min(ref.shape[1:3]), h)
+            shift = planner.latent_shift(track[: max(spec.motion_context_frames, n_ref_video)],
+                                         video_frames_for(n_latent_padded, td), td, n_latent_padded,
+                                         generator).to(device)
         margin = tr.config.audio_window
         chunks_latents, chunks_motion = [], []
         prev_lat = prev_mot = None
@@ -192,135 +307,71 @@ class AvatarVPipeline(DiffusionPipeline):
         # 4.-5. chunks
         for k, s in enumerate(starts):
             lat = torch.randn((1, C, T_c, h, w), generator=generator, device="cpu").to(device, dtype)
-            mot = torch.randn((1, T_c, motion_dim), generator=generator, device="cpu").to(device, dtype)
+            mot = torch.randn((1, T_c, tr.config.motion_dim), generator=generator, device="cpu").to(device, dtype)
             n_bridge = 0 if k == 0 else b
             if n_bridge:
                 lat[:, :, :b], mot[:, :b] = prev_lat[:, :, -b:], prev_mot[:, -b:]
-                bridge_lat, bridge_mot = lat[:, :, :b].clone(), mot[:, :b].clone()
-            elif cfg.first_frame_bridge:  # the reference's first frame opens the video, clean
+            elif spec.first_frame_bridge:  # the reference's first frame opens the video, clean
                 n_bridge = 1
                 lat[:, :, :1] = ref_latents[:, :, :1]
                 if ref_motion is not None:
-                    mot[:, :1] = as_latent_rate(ref_motion, n_ref_latent, td)[:, :1]
-                bridge_lat, bridge_mot = lat[:, :, :1].clone(), mot[:, :1].clone()
+                    mot[:, :1] = as_latent_rate(base.ref_motion, n_ref_latent, td)[:, :1]
             lead = min(td * s, td - 1 + margin)
-            a0 = td * s - lead
-            a_chunk = feats[:, a0 : td * (s + T_c - 1) + margin + 1]
-
-            prior_mean = None if shift is None else shifted_condition(cond, shift[:, s : s + T_c]).to(dtype)
-            self.scheduler.set_timesteps(sigmas=self._sigmas(steps), device=device)
-            for t in self.scheduler.timesteps:
-                sigma = (t / self.scheduler.config.num_train_timesteps).reshape(1).to(device)
-
-                def predict(use_ref: bool, use_audio: bool):
-                    kw = dict(audio=a_chunk if use_audio else None, n_bridge=n_bridge, audio_lead=lead, cond_frame=cond,
-                              prior_mean=prior_mean)
-                    m_in = mot if use_motion else None
-                    if use_reference_cache:
-                        out = tr(lat, sigma, m_in, reference=cache if use_ref else None, **kw)
-                    else:
-                        out = tr.forward_uncached(lat, sigma, m_in, reference_segments=segments if use_ref else [], **kw)
-                    # without a motion stream the motion state is carried unchanged (zero velocity)
-                    return out.sample, (out.motion if use_motion else torch.zeros_like(mot))
-
-                v_lat, v_mot = guided_velocity(predict, guidance)
-                packed = torch.cat([lat.flatten(), mot.flatten()])
-                v = torch.cat([v_lat.flatten(), v_mot.flatten()])
-                packed = self.scheduler.step(v.float(), t, packed.float()).prev_sample.to(dtype)
-                lat = packed[: lat.numel()].view_as(lat)
-                mot = packed[lat.numel():].view_as(mot)
-                if n_bridge:  # bridge frames are given, not generated: keep them exactly
-                    lat[:, :, :n_bridge], mot[:, :n_bridge] = bridge_lat, bridge_mot
-                bar.update(1)
-
+            a_chunk = feats[:, td * s - lead : td * (s + T_c - 1) + margin + 1]
+            window = dataclasses.replace(base, prior_mean=prior_mean(
+                tr, spec, base.cond_frame, None if shift is None else shift[:, s : s + T_c]))
+            lat, mot = self.sample_window(lat, mot, window, audio=a_chunk, audio_lead=lead, n_bridge=n_bridge,
+                                          reference_cache=cache, use_reference_cache=use_reference_cache, steps=steps,
+                                          guidance=guidance, progress_bar=bar)
             chunks_latents.append(lat if k == 0 else lat[:, :, b:])
             chunks_motion.append(mot if k == 0 else mot[:, b:])
             prev_lat, prev_mot = lat, mot
             a = cfg.anchor_latent_frames
-            if k == 0 and a > 0 and len(starts) > 1:  # global appearance anchor for all later chunks
+            if k == 0 and a > 0 and len(starts) > 1 and spec.reference:  # global appearance anchor for later chunks
+                anchor = (lat[:, :, :a], mot[:, :a] if spec.motion else None)
                 if use_reference_cache:
-                    cache = tr.extend_reference(cache, lat[:, :, :a], mot[:, :a] if use_motion else None)
-                if use_ref_attention:
-                    segments = segments + [(lat[:, :, :a], mot[:, :a] if use_motion else None)]
+                    cache = tr.extend_reference(cache, *anchor)
+                base = dataclasses.replace(base, anchors=[*base.anchors, anchor])
         bar.close()
 
         # 6. decode once, trim to the audio's length
         latents = torch.cat(chunks_latents, dim=2)[:, :, :n_latent]
         motion = torch.cat(chunks_motion, dim=1)[:, :n_latent]
-        video = vae.decode(latents.to(vae.dtype))[0, :, :n_video]  # (3, T, H, W)
-        frames = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+        frames = decode_frames(vae, latents)[0, :n_video].numpy()
         motion_video = expand_to_video_rate(tr.denormalize_motion(motion.float()), td, n_video)[0].cpu().numpy()
-        return AvatarVPipelineOutput(frames=frames, motion=motion_video, latents=latents)
+        return AvatarVPipelineOutput(frames=frames, motion=motion_video, latents=latents, fps=cfg.fps, audio=audio,
+                                     sample_rate=sample_rate)
 
 
-def pipeline_from_config(cfg, vae, transformer, audio_encoder, conditions: dict | None = None) -> AvatarVPipeline:
-    """Assemble the pipeline from trained parts and the typed config (dit section holds the inference knobs);
-    `conditions` (a training stage's generator.json) says which conditions the transformer was trained with."""
+def pipeline_from_config(cfg, vae, transformer, audio_encoder, conditions: ConditionSpec | dict | None = None) -> AvatarVPipeline:
+    """Assemble the pipeline from trained parts, params.yaml's `sampling` knobs and the conditions the transformer
+    was trained with (what every stage saves with `save_pretrained`)."""
     from ..diffusion.scheduler import make_scheduler
 
-    d = cfg.dit
-    c = {"motion_stream": True, "reference_attention": True, "first_frame_bridge": False, **(conditions or {})}
+    s = cfg.sampling
+    conditions = conditions.to_dict() if isinstance(conditions, ConditionSpec) else conditions
     return AvatarVPipeline(vae=vae, transformer=transformer, audio_encoder=audio_encoder,
-                           scheduler=make_scheduler(d.flow_shift), fps=cfg.corpus.fps,
-                           chunk_latent_frames=d.chunk_latent_frames, bridge_latent_frames=d.bridge_latent_frames,
-                           anchor_latent_frames=d.anchor_latent_frames,
-                           reference_latent_frames=d.reference_latent_frames, steps=d.steps, cfg_audio=d.cfg_audio,
-                           cfg_reference=d.cfg_reference, motion_stream=bool(c["motion_stream"]),
-                           reference_attention=bool(c["reference_attention"]),
-                           first_frame_bridge=bool(c["first_frame_bridge"]), motion_calibration=c.get("motion_calibration"))
+                           scheduler=make_scheduler(s.flow_shift), fps=cfg.corpus.fps,
+                           chunk_latent_frames=s.chunk_latent_frames, bridge_latent_frames=s.bridge_latent_frames,
+                           anchor_latent_frames=s.anchor_latent_frames,
+                           reference_latent_frames=s.reference_latent_frames, steps=s.steps, cfg_audio=s.cfg_audio,
+                           cfg_reference=s.cfg_reference, conditions=conditions)
 
 
-def checkpoint_layout(path) -> str | None:
-    """'pipeline' (save_pretrained of AvatarVPipeline), 'generator' (train/: transformer/ + audio_encoder/), or None."""
-    from pathlib import Path
-
-    path = Path(path)
-    if (path / "model_index.json").exists():
-        return "pipeline"
-    if (path / "transformer" / "config.json").exists() and (path / "audio_encoder" / "config.json").exists():
-        return "generator"
-    return None
+def is_saved_pipeline(path) -> bool:
+    return (Path(path) / "model_index.json").exists()
 
 
-def load_pipeline(path, cfg) -> AvatarVPipeline:
-    """A saved pipeline, or a training stage's generator dir assembled with the trained VAE (its own vae/ if
-    present, else runs/vae/final or runs/vae) and the scheduler/chunking knobs of params.yaml."""
-    from pathlib import Path
-
-    from ..errors import AvatarVError
-    from ..models.audio_encoder import AudioEncoder
-    from ..models.dit import AvatarTransformer3DModel
-    from ..models.vae import load_vae
-    from ..paths import RUNS
+def load_pipeline(path) -> AvatarVPipeline:
+    """A pipeline saved by a training stage (runs/<stage>/final) or by `save_pretrained`, in eval mode."""
+    from ..errors import AvatarVError, InputError
+    from ..models import audio_encoder, dit, vae  # noqa: F401  (diffusers resolves the components by module)
 
     path = Path(path)
-    layout = checkpoint_layout(path)
-    if layout == "pipeline":
-        return AvatarVPipeline.from_pretrained(str(path))
-    if layout is None:
-        raise AvatarVError(f"{path}: no trained checkpoint (neither model_index.json nor transformer/ + audio_encoder/)")
-    vae_dirs = [path / "vae", RUNS / "vae" / "final", RUNS / "vae"]
-    vae_dir = next((d for d in vae_dirs if (d / "config.json").exists()), vae_dirs[1])
-    vae = load_vae(vae_dir)
-    transformer = AvatarTransformer3DModel.from_pretrained(str(path / "transformer")).eval()
-    audio_encoder = AudioEncoder.from_pretrained(str(path / "audio_encoder"), low_cpu_mem_usage=False).eval()
-    return pipeline_from_config(cfg, vae, transformer, audio_encoder, read_conditions(path))
-
-
-def read_conditions(path) -> dict | None:
-    """A generator dir's generator.json (how its stage trained the transformer), None if absent."""
-    from pathlib import Path
-
-    from ..errors import InputError
-
-    f = Path(path) / CONDITIONS_FILE
-    if not f.exists():
-        return None
+    if not is_saved_pipeline(path):
+        raise AvatarVError(f"{path}: no saved pipeline (model_index.json); train one with `avatarv train --stage sft`")
     try:
-        conditions = json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f, f"unreadable generator conditions ({e.__class__.__name__}: {str(e)[:80]})") from None
-    if not isinstance(conditions, dict):
-        raise InputError(f, "generator conditions must be a JSON object")
-    return conditions
-
+        saved_conditions(path)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, AttributeError) as e:
+        raise InputError(path / "model_index.json", f"unreadable pipeline index ({type(e).__name__}: {str(e)[:80]})") from None
+    return AvatarVPipeline.from_pretrained(str(path))

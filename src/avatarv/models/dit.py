@@ -82,8 +82,6 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         motion_mean: list[float] | None = None,
         motion_std: list[float] | None = None,
         condition_prior_var: float | None = None,
-        motion_context_frames: int = 0,
-        motion_shift: bool = False,
     ):
         super().__init__()
         D = hidden
@@ -105,6 +103,15 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         self.proj_out = nn.Linear(D, in_channels * patch * patch)
         self.motion_out = nn.Linear(D, motion_dim)
         self.gradient_checkpointing = False
+
+    def with_config(self, **changes) -> "AvatarTransformer3DModel":
+        """The same weights under a config with `changes`: statistics a later stage measures (the condition prior's
+        s², the motion stream's units) become part of a new model's config instead of a patched one."""
+        config = {k: v for k, v in {**self.config, **changes}.items() if not k.startswith("_")}
+        with torch.random.fork_rng(devices=[]):  # building the copy must not move the global RNG
+            new = type(self)(**config)
+        new.load_state_dict(self.state_dict())
+        return new.to(device=self.device, dtype=self.dtype)
 
     # --------------------------------------------------------------------------------------------- motion units
     def _motion_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:

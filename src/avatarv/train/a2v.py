@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..config import Config
+from ..inference.conditions import ConditionSpec
 from ..data.datasets import WindowBatches, window_batch
 from .generator import AvatarGenerator
 from .loop import loss_drop, make_accelerator, train_loop
@@ -22,8 +23,8 @@ from .stage import (SYNC_GRADER_SEED_OFFSET, StageOutcome, StagePaths, init_gene
                     pick_device, stage_windows, validation_loss)
 
 STAGE = "a2v"
-# how this stage feeds the transformer; inference reads it back (inference/pipeline.py CONDITIONS_FILE)
-CONDITIONS = {"motion_stream": False, "reference_attention": False, "first_frame_bridge": True}
+# how this stage feeds the transformer; saved with its pipeline, so sampling feeds it the same way
+CONDITIONS = ConditionSpec(audio=True, reference=False, motion=False, first_frame_bridge=True, start_frame=True)
 
 
 class ShuffledAudio:
@@ -45,8 +46,11 @@ def sync_follow_probe(model, vae, ws, indices, grader, *, steps: int, seed: int,
     """Does the model follow speech? Held-out windows generated from their first frame + audio (as trained), scored
     by a sync expert that did not teach the model: its 1 − cos with the window's own audio must be lower than with
     another window's audio, as it is for the real clips (`gt_*`, the ceiling)."""
-    from .sampling import sample_latents
+    from ..diffusion.guidance import Guidance
+    from ..inference.conditions import WindowConditions
+    from .sampling import sample_latents, sampler
 
+    pipe = sampler(model, vae, CONDITIONS)
     grade = SyncLoss(vae, grader)
     idx = np.asarray(indices)[:: max(1, len(indices) // n)][:n]
     dev = next(model.parameters()).device
@@ -55,9 +59,9 @@ def sync_follow_probe(model, vae, ws, indices, grader, *, steps: int, seed: int,
         b = window_batch(ws, idx[i : i + batch_size])
         b = {k: v.to(dev) if torch.is_tensor(v) and k != "frames" else v for k, v in b.items()}
         x0 = b["latents"].float()
-        lat, _ = sample_latents(model, tuple(x0.shape), generator=torch.Generator(device=dev).manual_seed(seed + i),
-                                steps=steps, mel=b["mel"].float(), guidance_audio=guidance_audio, bridge=x0[:, :, :1],
-                                cond_frame=x0[:, :, 0])
+        lat, _ = sample_latents(pipe, tuple(x0.shape), WindowConditions(cond_frame=x0[:, :, 0]),
+                                generator=torch.Generator(device=dev).manual_seed(seed + i), steps=steps,
+                                mel=b["mel"].float(), bridge=x0[:, :, :1], guidance=Guidance(audio=guidance_audio))
         other = {**b, "mel": b["mel"].roll(max(1, len(x0) // 2), 0)}
         zero = torch.zeros(len(x0), device=dev)
         w = len(x0) / len(idx)
@@ -83,7 +87,7 @@ def run(cfg: Config, paths: StagePaths | None = None, *, steps: int | None = Non
     lf = 1 + (st.frames - 1) // td
     source = WindowBatches(ws, train_idx, st.batch_size, seed=cfg.seed + 1, latent_frames=lf, td=td)
     # the mouth is a few latent cells of a 64-px face: without extra weight there the audio barely moves the loss
-    spec = FlowSpec(audio=True, n_bridge=1, start_frame=True, cond_dropout=st.cond_dropout, timestep_shift=st.timestep_shift,
+    spec = FlowSpec(CONDITIONS, cond_dropout=st.cond_dropout, timestep_shift=st.timestep_shift,
                     losses={k: float(st.losses.get(k, 0.0)) for k in ("lip", "audio_mouth", "sync")})
     sync = None
     if spec.losses["sync"] > 0:
@@ -107,11 +111,11 @@ def run(cfg: Config, paths: StagePaths | None = None, *, steps: int | None = Non
     matched = validation_loss(final, ws, val_idx, spec, seed=cfg.seed, latent_frames=lf, td=td)
     shuffled = validation_loss(final, ShuffledAudio(ws, val_idx), val_idx, spec, seed=cfg.seed, latent_frames=lf,
                                td=td)
-    final.save(paths.final(STAGE), CONDITIONS)
+    final.save(paths.final(STAGE), vae, cfg, CONDITIONS)
     grader = load_sync_judge(cfg, paths, progress=progress, name="sync_grader", seed_offset=SYNC_GRADER_SEED_OFFSET,
                              device=device)
-    probe = sync_follow_probe(final.eval(), vae, ws, val_idx, grader, steps=cfg.dit.steps, seed=cfg.seed,
-                              guidance_audio=cfg.dit.cfg_audio)
+    probe = sync_follow_probe(final.eval(), vae, ws, val_idx, grader, steps=cfg.sampling.steps, seed=cfg.seed,
+                              guidance_audio=cfg.sampling.cfg_audio)
     metrics = {
         "steps": total, "val_flow_before": before, "val_flow_matched_audio": matched,
         "val_flow_shuffled_audio": shuffled, "audio_gain": shuffled - matched,

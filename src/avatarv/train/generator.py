@@ -1,8 +1,7 @@
 """The trainable generator of stages 1–3 and LoRA: the DiT plus the audio encoder, optimised as one module.
 
 One `nn.Module` so that accelerate prepares, clips, checkpoints and (DDP/FSDP) wraps both together. Saved in the
-diffusers component layout `<dir>/transformer` + `<dir>/audio_encoder` (each `save_pretrained`), which
-`AvatarVPipeline` reads next to the VAE and the scheduler.
+diffusers component layout a complete `AvatarVPipeline` (`save`), whose transformer/ and audio_encoder/ the next stage starts from.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from torch import nn
 
 from ..config import Config
 from ..errors import InputError
+from ..inference.conditions import ConditionSpec
 from ..models.audio_encoder import AudioEncoder
 from ..models.dit import AvatarTransformer3DModel, transformer_from_config
 
@@ -48,21 +48,20 @@ class AvatarGenerator(nn.Module):
             reference = self.transformer.encode_reference(ref_latents, ref_motion, ref_motion_context)
         return self.transformer(latents, timestep, audio=audio, reference=reference, **dit_kwargs)
 
-    def save(self, path: str | Path, conditions: dict | None = None) -> Path:
-        """Diffusers component layout; `conditions` ({motion_stream, reference_attention, first_frame_bridge}: how
-        this stage trained the transformer) goes to generator.json so inference feeds it the same way."""
-        import json
+    def save(self, path: str | Path, vae, cfg: Config, conditions: ConditionSpec) -> Path:
+        """A complete pipeline (`AvatarVPipeline.save_pretrained`: transformer, VAE, audio encoder, scheduler, the
+        sampling knobs of params.yaml and the conditions this stage trained with), written beside `path` and renamed
+        onto it, so a failed save never leaves half a checkpoint."""
+        import shutil
 
-        from ..inference.pipeline import CONDITIONS_FILE
+        from ..inference.pipeline import pipeline_from_config
 
         path = Path(path)
-        self.transformer.save_pretrained(str(path / "transformer"))
-        self.audio_encoder.save_pretrained(str(path / "audio_encoder"))
-        if conditions is not None:
-            from ..media import atomic_path
-
-            with atomic_path(path / CONDITIONS_FILE) as tmp:
-                Path(tmp).write_text(json.dumps(conditions, indent=1))
+        tmp = path.with_name(path.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        pipeline_from_config(cfg, vae, self.transformer, self.audio_encoder, conditions).save_pretrained(str(tmp))
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
         return path
 
     @classmethod

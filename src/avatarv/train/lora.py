@@ -99,22 +99,24 @@ def run(cfg: Config, paths: StagePaths | None = None, *, identity: str, steps: i
         "val_flow_other_scenes_base": val_base, "val_flow_other_scenes_lora": val_lora,
         "lora_gain": 1 - val_lora / val_base, **loss_drop(res.state.history),
     }
-    metrics.update(_identity_similarity(paths, vae, ws, evaluation, base, tuned, spec.motion, cfg.seed))
+    metrics.update(_identity_similarity(paths, vae, ws, evaluation, base, tuned, spec.conditions, cfg.seed))
     return StageOutcome(f"{STAGE}/{identity}", run_dir, adapter_dir, res.state.history, metrics)
 
 
-def _identity_similarity(paths, vae, ws, items, base, tuned, motion, seed) -> dict:
+def _identity_similarity(paths, vae, ws, items, base, tuned, conditions, seed) -> dict:
     judge_dir = paths.run_dir("sft") / "face_embedder_eval"
     if not (judge_dir / "config.json").exists():
         return {}
     from ..models.face_embedder import FaceEmbedder
     from .identity import embed_frames
+    from ..diffusion.guidance import Guidance
     from .proof import generate_for_pairs
 
     judge = FaceEmbedder.from_pretrained(str(judge_dir)).eval()
     out = {}
     for name, m in (("base", base), ("lora", tuned)):
-        frames = generate_for_pairs(m, vae, ws, items, motion=motion, steps=8, seed=seed)
+        frames = generate_for_pairs(m, vae, ws, items, conditions=conditions, steps=8, seed=seed,
+                                   guidance=Guidance(audio=2.0))
         sims = [float(embed_frames(judge, f, ws.face_box[int(t)]) @ embed_frames(judge, ws.frames[int(r)], ws.face_box[int(r)]))
                 for f, (r, t) in zip(frames, items)]
         out[f"id_same_{name}"] = float(np.mean(sims))

@@ -26,23 +26,17 @@ import torch
 import torch.nn.functional as F
 
 from ..diffusion.flow import sample_timesteps
+from ..inference.conditions import ConditionSpec, teacher_forced
 from ..models.latent_time import pool_to_latent_rate
-from ..models.motion_plan import head_shift, shifted_condition
 from .generator import unwrap
 
 
 @dataclass
 class FlowSpec:
-    """Which conditions a stage feeds and which loss terms it adds."""
+    """Which conditions a stage feeds (saved with its pipeline) and which loss terms it adds."""
 
-    text: bool = False
-    audio: bool = False
-    reference: bool = False
-    motion: bool = False  # motion stream on (input tokens + velocity head)
-    n_bridge: int = 0  # clean leading latent frames (a2v: 1 = the face image)
-    bridge_prob: float = 0.0  # chance that a batch gets one clean bridge frame (when n_bridge = 0)
-    start_frame: bool = False  # feed the clip's start frame (batch["start_latent"]) as the frame condition (dit.py)
-    motion_shift: bool = False  # the condition prior's mean follows the target's head shift (models/motion_plan.py)
+    conditions: ConditionSpec
+    bridge_prob: float = 0.0  # chance that a batch gets one clean bridge frame (without a first-frame bridge)
     cond_dropout: float = 0.1  # per-sample, per-condition drop rate (classifier-free guidance)
     timestep_shift: float = 1.0
     losses: dict[str, float] = field(default_factory=dict)  # face, lip, identity, motion weights
@@ -75,7 +69,7 @@ def crop_rects(frames: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int])
     theta = torch.zeros(len(frames), 2, 3, device=frames.device, dtype=frames.dtype)
     theta[:, 0, 0] = (boxes[:, 2] - boxes[:, 0]).clamp(min=0.02)
     theta[:, 1, 1] = (boxes[:, 3] - boxes[:, 1]).clamp(min=0.02)
-    # output pixel j samples the input at x0 + j·(box width)/w pixels, the convention of eval/face_track.crop_resize
+    # output pixel j samples the input at x0 + j·(box width)/w pixels, the convention of faces/crop.crop_resize
     # (cv2.warpAffine) that the sync expert learnt from; the plain affine_grid mapping sits half a pixel off
     H, W = frames.shape[-2:]
     theta[:, 0, 2] = 2 * cx - 1 + 1.0 / W - theta[:, 0, 0] / size[0]
@@ -85,7 +79,7 @@ def crop_rects(frames: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int])
 
 
 def lower_face(face_box: torch.Tensor) -> torch.Tensor:
-    """SyncNet's lip region from a face box (the same rule as eval/face_track.mouth_box), normalised coords."""
+    """SyncNet's lip region from a face box (the same rule as faces/crop.mouth_box), normalised coords."""
     x0, y0, x1, y1 = face_box.unbind(-1)
     w, h = x1 - x0, y1 - y0
     return torch.stack([x0 + 0.1 * w, y0 + 0.5 * h, x1 - 0.1 * w, y1 + 0.05 * h], -1)
@@ -96,7 +90,7 @@ def tracked_face_boxes(frames: torch.Tensor) -> torch.Tensor:
 
     The sync expert learnt its lip crops from the tracker's boxes; the corpus' own face boxes sit ~1 px lower on a
     64-px face, enough to make the expert blind (1 − cos matched 0.83 vs shuffled audio 0.80; tracked: 0.53 vs 0.81)."""
-    from ..eval.face_track import track_face
+    from ..faces import track_face
 
     H, W = frames.shape[2:4]
     scale = torch.tensor([W, H, W, H], dtype=torch.float32)
@@ -118,7 +112,7 @@ class SyncLoss:
     time_weighted: bool = True
 
     def __call__(self, x0_hat: torch.Tensor, t: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        from ..eval.sync_expert import CROP, MELS_PER_FRAME, WINDOW
+        from ..models.sync_expert import CROP, MELS_PER_FRAME, WINDOW
 
         video = self.vae.decode(x0_hat.float())  # (B, 3, Tv, H, W) in [-1, 1]
         B, _, Tv, H, W = video.shape
@@ -130,7 +124,7 @@ class SyncLoss:
         boxes = lower_face(tracked.to(frames).reshape(B * T, 4))
         grey = (crop_rects(frames, boxes, CROP) + 1) / 2  # (B·T, 3, h, w) in [0, 1]
         grey = (grey * grey.new_tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1).unflatten(0, (B, T))
-        # the expert's per-clip normalisation (eval/sync_expert.prepare): temporal mean removed, one global scale
+        # the expert's per-clip normalisation (models/sync_expert.prepare): temporal mean removed, one global scale
         crops = (grey - grey.mean(1, keepdim=True)) / (grey.flatten(1).std(1)[:, None, None, None] + 1e-3)
         starts = torch.arange(T - WINDOW + 1, device=crops.device)
         win = crops[:, starts[:, None] + torch.arange(WINDOW, device=crops.device)[None]]  # (B, n, 5, h, w)
@@ -193,7 +187,8 @@ def flow_loss(
     dev = x0.device
     t = sample_timesteps(B, gen, spec.timestep_shift, dev)
     noise = torch.randn(x0.shape, generator=gen, device=dev)
-    n_bridge = spec.n_bridge
+    c = spec.conditions
+    n_bridge = int(c.first_frame_bridge)
     if n_bridge == 0 and spec.bridge_prob > 0 and T > 1:
         n_bridge = int(torch.rand((), generator=gen, device=dev) < spec.bridge_prob)
     n_bridge = min(n_bridge, T - 1)
@@ -206,27 +201,20 @@ def flow_loss(
     def drop() -> torch.Tensor:
         return torch.rand(B, generator=gen, device=dev) < spec.cond_dropout
 
-    kw: dict[str, Any] = {"n_bridge": n_bridge}
-    if spec.start_frame:
-        kw["cond_frame"] = batch["start_latent"].float()
-        if spec.motion_shift:  # teacher forcing: the target's own motion (inference: the motion plan)
-            shift = head_shift(pool_to_latent_rate(batch["motion"].float(), td)[:, :T], batch["start_motion"].float(), W)
-            kw["prior_mean"] = shifted_condition(kw["cond_frame"], shift)
-    if spec.text and text_lookup is not None:
-        kw["text"], kw["text_mask"] = text_lookup(batch["captions"])
+    tr = unwrap(model).transformer
+    text = text_lookup(batch["captions"]) if c.text and text_lookup is not None else None
+    window = teacher_forced(tr, c, batch, T, td, text=text)
+    kw: dict[str, Any] = {"n_bridge": n_bridge, **window.dit_kwargs()}
+    if window.text is not None:
         kw["drop_text"] = drop()
-    if spec.audio:
+    if c.audio:
         kw["mel"] = batch["mel"].float()
         kw["drop_audio"] = drop()
-    tr = unwrap(model).transformer
-    if spec.reference:
-        kw["ref_latents"] = batch["ref_latents"].float()
-        kw["ref_motion"] = tr.normalize_motion(batch["ref_motion"].float()) if spec.motion else None
-        if spec.motion and "ref_motion_context" in batch:
-            kw["ref_motion_context"] = tr.motion_history_tokens(batch["ref_motion_context"].float())
-        kw["drop_reference"] = drop()
+    if c.reference:
+        kw.update(ref_latents=window.ref_latents, ref_motion=window.ref_motion, ref_motion_context=window.ref_context,
+                  drop_reference=drop())
     m_v = None
-    if spec.motion:
+    if c.motion:
         m0 = tr.normalize_motion(pool_to_latent_rate(batch["motion"].float(), td)[:, :T])
         m_noise = torch.randn(m0.shape, generator=gen, device=dev)
         m_t = (1 - t.view(B, 1, 1)) * m0 + t.view(B, 1, 1) * m_noise
@@ -252,7 +240,7 @@ def flow_loss(
     if m_v is not None and out.motion is not None:
         merr = ((out.motion.float() - m_v) ** 2).mean(-1)
         terms["motion"] = (merr * valid).sum() / valid.sum()
-    if spec.audio and w.get("audio_mouth", 0) > 0 and "motion" in batch:
+    if c.audio and w.get("audio_mouth", 0) > 0 and "motion" in batch:
         terms["audio_mouth"] = audio_mouth_loss(model, batch)
     if identity is not None and w.get("identity", 0) > 0 and "ref_frames" in batch and T > 1:
         x0_hat = x_t - te * pred

@@ -18,49 +18,41 @@ import pandas as pd
 import torch
 
 from ..data.datasets import WindowSet, pair_batch
-from ..models.latent_time import pool_to_latent_rate
-from ..models.motion_plan import head_shift, motion_plan, shifted_condition
+from ..diffusion.guidance import Guidance
+from ..inference.conditions import ConditionSpec, from_reference, prior_mean
+from ..inference.motion_planner import MotionPlanner
+from ..inference.pipeline import decode_frames
 from .identity import embed_frames, train_face_embedder
 from .probes import lip_sync_corr, style_similarity, train_motion_probe
-from .sampling import latents_to_frames, sample_latents
+from .sampling import sample_latents, sampler
 
 
 @torch.no_grad()
-def generate_for_pairs(model, vae, ws: WindowSet, items: np.ndarray, *, motion: bool, steps: int, seed: int,
-                       guidance_audio: float = 2.0, batch_size: int = 8) -> torch.Tensor:
-    """(N, T, H, W, 3) uint8 frames of each target window, generated from its cross-scene reference + audio."""
-    dev = next(model.parameters()).device
+def generate_for_pairs(model, vae, ws: WindowSet, items: np.ndarray, *, conditions: ConditionSpec, steps: int, seed: int,
+                       guidance: Guidance, batch_size: int = 8) -> torch.Tensor:
+    """(N, T, H, W, 3) uint8 frames of each target window, generated from its cross-scene reference + audio through
+    the pipeline's sampler, conditioned as at inference: the reference's first frame, the reference clip's motion
+    history, and a head-motion plan drawn from that history (its ground truth stands in for the measured track)."""
+    pipe = sampler(model, vae, conditions)
+    tr, planner = pipe.transformer, MotionPlanner()
+    dev, td = tr.device, tr.config.temporal_downsample
     out = []
     for i in range(0, len(items), batch_size):
         sel = items[i : i + batch_size]
-        tr = model.transformer
-        b = pair_batch(ws, sel[:, 0], sel[:, 1], td=tr.config.temporal_downsample,
-                       context_frames=tr.config.motion_context_frames if motion else 0)
-        context = None
-        if "ref_motion_context" in b:
-            context = tr.motion_history_tokens(b["ref_motion_context"].to(dev).float())
+        b = pair_batch(ws, sel[:, 0], sel[:, 1], td=td, context_frames=conditions.motion_context_frames)
         shape = tuple(b["latents"].shape)
-        cond = b["ref_latents"][:, :, 0].to(dev).float()  # as at inference: the reference's first frame
-        prior_mean = None
-        if context is not None and tr.config.motion_shift:  # as at inference: a plan from the reference's history
+        history = b.get("ref_motion_context")
+        window = from_reference(tr, conditions, b["ref_latents"].to(dev).float(), b["ref_motion"].to(dev).float(),
+                                None if history is None else history.to(dev).float())
+        if history is not None and conditions.motion_shift:
             plan_gen = torch.Generator().manual_seed(seed + i)
-            plans = torch.stack([torch.as_tensor(motion_plan(h.numpy(), b["motion"].shape[1], plan_gen))
-                                 for h in b["ref_motion_context"].float()])
-            shift = head_shift(pool_to_latent_rate(plans, tr.config.temporal_downsample)[:, : shape[2]], plans[:, 0],
-                               shape[-1])
-            prior_mean = shifted_condition(cond, shift.to(dev))
+            shift = torch.cat([planner.latent_shift(planner.track_from_motion(h, shape[-1]), b["motion"].shape[1], td,
+                                                    shape[2], plan_gen) for h in history.float()])
+            window.prior_mean = prior_mean(tr, conditions, window.cond_frame, shift)
         gen = torch.Generator(device=dev).manual_seed(seed + i)
-        lat, _ = sample_latents(
-            model, shape, generator=gen, steps=steps, mel=b["mel"].to(dev).float(),
-            ref_latents=b["ref_latents"].to(dev).float(),
-            ref_motion=tr.normalize_motion(b["ref_motion"].to(dev).float()) if motion else None,
-            ref_motion_context=context,
-            motion=motion,
-            cond_frame=cond,
-            prior_mean=prior_mean,
-            guidance_audio=guidance_audio,
-        )
-        out.append(latents_to_frames(vae, lat)[:, : b["frames"].shape[1]])
+        lat, _ = sample_latents(pipe, shape, window, generator=gen, steps=steps, mel=b["mel"].to(dev).float(),
+                                guidance=guidance)
+        out.append(decode_frames(vae, lat)[:, : b["frames"].shape[1]])
     return torch.cat(out)
 
 
@@ -101,14 +93,13 @@ def build_judges(ws: WindowSet, *, seed: int, out_dir: Path | None, progress: bo
     return probe, judge
 
 
-def proof_table(models: dict[str, tuple[torch.nn.Module, bool]], vae, ws: WindowSet, items: np.ndarray, *,
-                seed: int, steps: int, probe, judge, guidance_audio: float = 2.0) -> tuple[pd.DataFrame, dict]:
-    """Rows: every model (name → (generator, motion stream on?)), the static-reference baseline and the ground
-    truth. Returns the table and the generated frames per row (for grids)."""
+def proof_table(models: dict[str, tuple[torch.nn.Module, ConditionSpec]], vae, ws: WindowSet, items: np.ndarray, *,
+                seed: int, steps: int, probe, judge, guidance: Guidance) -> tuple[pd.DataFrame, dict]:
+    """Rows: every model (name → (generator, the conditions it was trained with)), the static-reference baseline and
+    the ground truth. Returns the table and the generated frames per row (for grids)."""
     rows, frames = [], {}
-    for name, (model, motion) in models.items():
-        f = generate_for_pairs(model, vae, ws, items, motion=motion, steps=steps, seed=seed,
-                               guidance_audio=guidance_audio)
+    for name, (model, conditions) in models.items():
+        f = generate_for_pairs(model, vae, ws, items, conditions=conditions, steps=steps, seed=seed, guidance=guidance)
         frames[name] = f
         rows.append({"method": name, **score(f, ws, items, probe, judge)})
     frames["static_reference"] = static_reference(ws, items)
@@ -143,15 +134,16 @@ def run_proof(cfg, paths, outcomes: dict, vae, ws: WindowSet, *, progress: bool 
     Returns (table with one row per method incl. held-out flow loss, generated frames per method, the pairs,
     the three pass/fail checks of issue 7)."""
     from ..data.datasets import load_pairs
-    from .sft import load_variant
+    from ..inference.pipeline import saved_conditions
+    from .sft import final_dir_of, load_variant
 
     dev = next(vae.parameters()).device
     probe, judge = build_judges(ws, seed=cfg.seed, out_dir=paths.run_dir("sft"), progress=progress)
     items = holdout_items(ws, load_pairs(paths.curated, ws), cfg.train.sft.eval_pairs)
-    models = {name: (load_variant(paths, name, dev), float(o.metrics["losses"].get("motion", 0)) > 0)
-              for name, o in outcomes.items()}
-    table, frames = proof_table(models, vae, ws, items, seed=cfg.seed, steps=cfg.dit.steps, probe=probe, judge=judge,
-                                guidance_audio=cfg.dit.cfg_audio)
+    models = {name: (load_variant(paths, name, dev), saved_conditions(final_dir_of(paths, name))) for name in outcomes}
+    guidance = Guidance(audio=cfg.sampling.cfg_audio, reference=cfg.sampling.cfg_reference)
+    table, frames = proof_table(models, vae, ws, items, seed=cfg.seed, steps=cfg.sampling.steps, probe=probe, judge=judge,
+                                guidance=guidance)
     flow = {name: o.metrics["val_flow_holdout_pairs"] for name, o in outcomes.items()}
     table["val_flow"] = [flow.get(m, float("nan")) for m in table["method"]]
     row = table.set_index("method")

@@ -94,16 +94,19 @@ def grid(rows: list[list[np.ndarray]]) -> np.ndarray:
 @torch.no_grad()
 def t2v_samples(model, vae, ws, text_bank, indices, *, steps: int, seed: int, latent_frames: int = 3):
     """Generate from held-out captions: returns (grid [GT first | generated 0,4,8 | GT 0,4,8], frames)."""
-    from .sampling import latents_to_frames, sample_latents
+    from ..inference.conditions import WindowConditions
+    from ..inference.pipeline import decode_frames
+    from .sampling import sample_latents, sampler
+    from .t2v import CONDITIONS
 
     idx = torch.as_tensor(np.array(indices))
     caps = [ws.meta.at[int(i), "caption"] for i in idx]
     text, mask = text_bank(caps)
     dev = next(model.parameters()).device
     shape = (len(idx), *ws.latents.shape[1:2], latent_frames, *ws.latents.shape[3:])
-    lat, _ = sample_latents(model, shape, generator=torch.Generator(device=dev).manual_seed(seed), steps=steps,
-                            text=text.to(dev), text_mask=mask.to(dev))
-    gen = latents_to_frames(vae, lat)
+    lat, _ = sample_latents(sampler(model, vae, CONDITIONS), shape, WindowConditions(text=text.to(dev), text_mask=mask.to(dev)),
+                            generator=torch.Generator(device=dev).manual_seed(seed), steps=steps)
+    gen = decode_frames(vae, lat)
     gt = ws.frames[idx]
     shown = [0, gen.shape[1] // 2, gen.shape[1] - 1]
     rows = [[gt[j, 0].numpy()] + [gen[j, i].numpy() for i in shown] + [gt[j, i].numpy() for i in shown]
@@ -114,15 +117,19 @@ def t2v_samples(model, vae, ws, text_bank, indices, *, steps: int, seed: int, la
 @torch.no_grad()
 def a2v_samples(model, vae, ws, indices, *, steps: int, seed: int, guidance_audio: float = 2.0):
     """Face image (first frame) + the window's audio → video; grid [face image | generated | ground truth]."""
-    from .sampling import latents_to_frames, sample_latents
+    from ..diffusion.guidance import Guidance
+    from ..inference.conditions import WindowConditions
+    from ..inference.pipeline import decode_frames
+    from .a2v import CONDITIONS
+    from .sampling import sample_latents, sampler
 
     idx = torch.as_tensor(np.array(indices))
     dev = next(model.parameters()).device
     x0 = ws.latents[idx].to(dev)
-    lat, _ = sample_latents(model, tuple(x0.shape), generator=torch.Generator(device=dev).manual_seed(seed),
-                            steps=steps, mel=ws.mel[idx].to(dev), bridge=x0[:, :, :1], cond_frame=x0[:, :, 0],
-                            guidance_audio=guidance_audio)
-    gen = latents_to_frames(vae, lat)
+    lat, _ = sample_latents(sampler(model, vae, CONDITIONS), tuple(x0.shape), WindowConditions(cond_frame=x0[:, :, 0]),
+                            generator=torch.Generator(device=dev).manual_seed(seed), steps=steps,
+                            mel=ws.mel[idx].to(dev), bridge=x0[:, :, :1], guidance=Guidance(audio=guidance_audio))
+    gen = decode_frames(vae, lat)
     gt = ws.frames[idx]
     shown = [0, gen.shape[1] // 2, gen.shape[1] - 1]
     rows = [[gt[j, 0].numpy()] + [gen[j, i].numpy() for i in shown] + [gt[j, i].numpy() for i in shown]

@@ -12,11 +12,13 @@ seed, steps and data) and scores all of them with train/proof.py.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 
 from ..config import Config
+from ..inference.conditions import ConditionSpec
 from ..data.datasets import PairBatches, WindowSet, load_pairs
 from .identity import train_face_embedder
 from .loop import loss_drop, make_accelerator, train_loop
@@ -31,8 +33,10 @@ AUX_TERMS = ("face", "lip", "identity", "motion")
 def sft_spec(cfg: Config, losses: dict[str, float]) -> FlowSpec:
     st = cfg.train.sft
     motion = float(losses.get("motion", 0)) > 0
-    return FlowSpec(audio=True, reference=True, motion=motion, start_frame=True, motion_shift=motion and cfg.dit.motion_shift,
-                    bridge_prob=st.bridge_prob, cond_dropout=st.cond_dropout, timestep_shift=st.timestep_shift,
+    conditions = ConditionSpec(audio=True, reference=True, motion=motion, start_frame=True,
+                               motion_context_frames=cfg.conditions.motion_context_frames if motion else 0,
+                               motion_shift=motion and cfg.conditions.motion_shift)
+    return FlowSpec(conditions, bridge_prob=st.bridge_prob, cond_dropout=st.cond_dropout, timestep_shift=st.timestep_shift,
                     losses=dict(losses))
 
 
@@ -54,7 +58,7 @@ def train_sft(cfg: Config, paths: StagePaths, ws: WindowSet, vae, embedder, *, l
     td = vae.config.temporal_downsample
     pairs = load_pairs(paths.curated, ws)
     spec = sft_spec(cfg, losses)
-    context = cfg.dit.motion_context_frames if spec.motion else 0
+    context = spec.conditions.motion_context_frames
     source = PairBatches(ws, pairs, st.batch_size, seed=cfg.seed + 2, splits=("train",), td=td, context_frames=context)
     identity = IdentityLoss(vae, embedder) if float(losses.get("identity", 0)) > 0 else None
     sync = None
@@ -63,9 +67,9 @@ def train_sft(cfg: Config, paths: StagePaths, ws: WindowSet, vae, embedder, *, l
         sync = SyncLoss(vae, load_sync_judge(cfg, paths, progress=progress, device=device))
     model = init_generator(cfg, vae.config, paths.final("a2v")).to(device)
     ensure_condition_prior(cfg, model, ws, ws.indices("train"))
-    if spec.motion:  # the motion stream's token units: per-channel statistics of the training motion
-        model.transformer.register_to_config(**motion_statistics(ws.motion[torch.as_tensor(ws.indices("train"))]),
-                                             motion_context_frames=context, motion_shift=spec.motion_shift)
+    if spec.conditions.motion:  # the motion stream's token units: per-channel statistics of the training motion
+        model.transformer = model.transformer.with_config(
+            **motion_statistics(ws.motion[torch.as_tensor(ws.indices("train"))]))
 
     def loss_fn(m, batch, gen, step):
         return flow_loss(m, batch, gen, spec, identity=identity, sync=sync, td=td)
@@ -75,8 +79,8 @@ def train_sft(cfg: Config, paths: StagePaths, ws: WindowSet, vae, embedder, *, l
                      accelerator=accelerator or make_accelerator(st.mixed_precision, str(device)), progress=progress)
     final = res.ema_model or res.model
     final_dir = run_dir / "final"
-    final.save(final_dir, {"motion_stream": spec.motion, "reference_attention": True, "first_frame_bridge": False,
-                           "motion_calibration": motion_calibration(paths) if spec.motion else None})
+    calibration = motion_calibration(paths) if spec.conditions.motion else None
+    final.save(final_dir, vae, cfg, dataclasses.replace(spec.conditions, motion_calibration=calibration))
     holdout = PairBatches(ws, pairs, st.batch_size, seed=0, splits=("holdout",), td=td, context_frames=context)
     val = validation_loss(final, ws, None, spec, seed=cfg.seed, pair_items=holdout.items, td=td,
                           max_items=2 * st.eval_pairs)
@@ -99,7 +103,7 @@ def motion_statistics(motion: torch.Tensor, floor: float = 0.01) -> dict[str, li
 def motion_calibration(paths: StagePaths, n_clips: int = CALIBRATION_CLIPS) -> dict:
     """The map from motion measured on video (what inference gets from a reference clip) to the corpus ground truth
     the motion stream is trained on, fitted once on training-identity clips into runs/sft/motion_calibration.json
-    and written into every motion-stream variant's generator.json (inference/pipeline.py applies it)."""
+    and saved with every motion-stream variant's pipeline (its conditions; inference/motion_planner.py applies it)."""
     import json
 
     import pandas as pd

@@ -86,14 +86,14 @@ def condition_prior_variance(ws: WindowSet, indices) -> float:
 
 
 def ensure_condition_prior(cfg: Config, model: AvatarGenerator, ws: WindowSet, indices) -> None:
-    """Turn the condition prior on (params.yaml dit.condition_prior) for a frame-conditioned generator that lacks it,
+    """Turn the condition prior on (params.yaml conditions.condition_prior) for a frame-conditioned generator that lacks it,
     with s² measured on the training windows; a generator that has it keeps its value. Stage 3 switches it on, on top
     of the stage-2 model as trained: switched on at stage 2 (with the velocity head restarted at zero or not) the
     tiny A2V ended at a worse held-out flow (0.324 / 0.259 vs 0.188) and the SFT built on it synced and kept identity
     worse than one that got the prior at stage 3 (lip sync 0.121 vs 0.172, reports/condition_prior.md)."""
     tr = model.transformer
-    if cfg.dit.condition_prior and tr.config.frame_condition and tr.config.condition_prior_var is None:
-        tr.register_to_config(condition_prior_var=round(condition_prior_variance(ws, indices), 6))
+    if cfg.conditions.condition_prior and tr.config.frame_condition and tr.config.condition_prior_var is None:
+        model.transformer = tr.with_config(condition_prior_var=round(condition_prior_variance(ws, indices), 6))
 
 
 @torch.no_grad()
@@ -168,12 +168,12 @@ SYNC_GRADER_SEED_OFFSET = 29  # a third expert that grades the stages' samples w
 def load_sync_judge(cfg: Config, paths: StagePaths, progress: bool = True, name: str = "sync_judge",
                     seed_offset: int = SYNC_JUDGE_SEED_OFFSET, device: torch.device | str = "cpu"):
     """The frozen sync expert behind the `sync` loss (objectives.SyncLoss): trained once on the training
-    identities' clean clips (eval/sync_expert, another seed than 10_eval's judge) into runs/a2v/<name>,
+    identities' clean clips (train/sync_expert, another seed than 10_eval's judge) into runs/a2v/<name>,
     reused by SFT. `name="sync_grader"` gives the stages' own grader (another seed again)."""
     import pandas as pd
 
-    from ..eval.stage import train_expert
-    from ..eval.sync_expert import load_sync_expert
+    from ..models.sync_expert import load_sync_expert
+    from .sync_expert import train_expert
 
     out = paths.run_dir("a2v") / name
     if not (out / "config.json").exists():

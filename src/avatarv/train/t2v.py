@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..config import Config
+from ..inference.conditions import ConditionSpec
 from ..data.datasets import WindowBatches
 from .loop import loss_drop, make_accelerator, train_loop
 from .objectives import FlowSpec, flow_loss
@@ -21,8 +22,8 @@ from .stage import StageOutcome, StagePaths, init_generator, load_stage_vae, pic
 from .text import TextBank
 
 STAGE = "t2v"
-# how this stage feeds the transformer; inference reads it back (inference/pipeline.py CONDITIONS_FILE)
-CONDITIONS = {"motion_stream": False, "reference_attention": False, "first_frame_bridge": False}
+# how this stage feeds the transformer; saved with its pipeline, so sampling feeds it the same way
+CONDITIONS = ConditionSpec(text=True, audio=False, reference=False, motion=False, start_frame=False)
 
 
 class PhasedBatches:
@@ -68,7 +69,7 @@ def run(cfg: Config, paths: StagePaths | None = None, *, steps: int | None = Non
         sources.append(WindowBatches(ws, train_idx, st.batch_size, seed=cfg.seed, latent_frames=lf,
                                      image_size=size if size != st.size else None, td=td))
     source = PhasedBatches(sources, [e for _, _, e in plan], st.grad_accum)
-    spec = FlowSpec(text=True, cond_dropout=st.cond_dropout, timestep_shift=st.timestep_shift)
+    spec = FlowSpec(CONDITIONS, cond_dropout=st.cond_dropout, timestep_shift=st.timestep_shift)
 
     model = init_generator(cfg, vae.config, None).to(device)
     lf_full = 1 + (st.frames - 1) // td
@@ -83,7 +84,7 @@ def run(cfg: Config, paths: StagePaths | None = None, *, steps: int | None = Non
                      progress=progress)
     final = res.ema_model or res.model
     val_after = validation_loss(final, ws, val_idx, spec, seed=cfg.seed, latent_frames=lf_full, text_lookup=text, td=td)
-    final.save(paths.final(STAGE), CONDITIONS)
+    final.save(paths.final(STAGE), vae, cfg, CONDITIONS)
     phase_loss = []
     for i, (frames, size, end) in enumerate(plan):  # per-phase mean loss, for the curriculum plot
         seg = [h["loss"] for h in res.state.history[(plan[i - 1][2] if i else 0) : end]]
