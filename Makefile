@@ -13,7 +13,7 @@ PROFILE ?= tiny
 export GLIBC_TUNABLES := glibc.malloc.perturb=165
 PYTEST_ARGS ?= -m "not slow" -n 2
 
-.PHONY: install system-deps repro test test-all ui clean-reports lock bench
+.PHONY: install system-deps repro lint test test-all ui clean-reports lock bench
 
 install: system-deps $(STAMP)
 
@@ -39,7 +39,11 @@ repro: install
 	$(PY) -m avatarv.tracking finish $$AVATARV_PARENT_RUN_ID $$( [ $$rc = 0 ] || echo --failed ); \
 	echo "make repro: exit $$rc after $$(( $$(date +%s) - start )) s"; exit $$rc
 
-test: install
+# The rule set is pinned in pyproject.toml ([tool.ruff.lint]) and ruff itself in requirements.lock.
+lint: install
+	.venv/bin/ruff check src tests benchmarks tools
+
+test: install lint
 	PATH=$$PWD/.venv/bin:$$PATH $(PY) -m pytest $(PYTEST_ARGS)
 
 test-all: install

@@ -50,59 +50,62 @@ def cuda_time(fn, warmup: int = 2, reps: int = 5) -> float:
 
 def attention_part(n_gen: int, n_refs: list[int], backends: dict, reps: int) -> list[dict]:
     rows = []
-    dev = "cuda"
     for name, backend in backends.items():
         for n_ref in n_refs:
-            n = n_ref + n_gen
-            q, k, v = (torch.randn(1, HEADS, n, HEAD_DIM, device=dev, dtype=torch.bfloat16) for _ in range(3))
-            qr, kr, vr = q[:, :, :n_ref], k[:, :, :n_ref], v[:, :, :n_ref]
-            qg, kg, vg = q[:, :, n_ref:], k[:, :, n_ref:], v[:, :, n_ref:]
-            # cached K/V laid out once as [K_G slot | K_R]: a step writes only K_G (no copy of K_R)
-            kbuf, vbuf = torch.cat([kg, kr], 2), torch.cat([vg, vr], 2)
-
-            def dense():
-                return F.scaled_dot_product_attention(q, k, v)
-
-            def ref_once():
-                return F.scaled_dot_product_attention(qr, kr, vr)
-
-            def gen_cat():
-                return attend(qg, kg, vg, kr, vr)
-
-            def gen_buf():
-                kbuf[:, :, :n_gen].copy_(kg)
-                vbuf[:, :, :n_gen].copy_(vg)
-                return F.scaled_dot_product_attention(qg, kbuf, vbuf)
-
-            with sdpa_kernel([backend]):
-                t = {
-                    "dense_step": cuda_time(dense, reps=reps), "ref_once": cuda_time(ref_once, reps=reps),
-                    "gen_step_cat": cuda_time(gen_cat, reps=reps), "gen_step_buf": cuda_time(gen_buf, reps=reps),
-                }
-                loops = {
-                    "dense": cuda_time(lambda: [dense() for _ in range(STEPS)], warmup=1, reps=3),
-                    "sparse": cuda_time(lambda: [(ref_once(), gen_cat()) for _ in range(STEPS)], warmup=1, reps=3),
-                    "cached": cuda_time(lambda: (ref_once(), [gen_buf() for _ in range(STEPS)]), warmup=1, reps=3),
-                }
-            f_dense = attention_flops(n, n, HEAD_DIM, HEADS)
-            f_ref = attention_flops(n_ref, n_ref, HEAD_DIM, HEADS)
-            f_gen = attention_flops(n_gen, n, HEAD_DIM, HEADS)
-            ideal = STEPS * f_dense / (f_ref + STEPS * f_gen)
-            ideal_sparse = f_dense / (f_ref + f_gen)
-            row = dict(backend=name, n_gen=n_gen, n_ref=n_ref, **{f"t_{k}": v for k, v in t.items()},
-                       **{f"t24_{k}": v for k, v in loops.items()},
-                       tflops_dense=f_dense / t["dense_step"] / 1e12, tflops_ref=f_ref / t["ref_once"] / 1e12,
-                       tflops_gen=f_gen / t["gen_step_buf"] / 1e12,
-                       ideal_cached=ideal, speedup_cached=loops["dense"] / loops["cached"],
-                       ideal_sparse=ideal_sparse, speedup_sparse=loops["dense"] / loops["sparse"])
-            row["fraction_of_ideal"] = row["speedup_cached"] / ideal
-            rows.append(row)
-            print(f"[attn {name}] R={n_ref} G={n_gen}: dense {t['dense_step']*1e3:.1f} ms ({row['tflops_dense']:.0f} TF/s), "
-                  f"gen step {t['gen_step_buf']*1e3:.1f} ms ({row['tflops_gen']:.0f} TF/s), 24-step speedup "
-                  f"{row['speedup_cached']:.2f}x of ideal {ideal:.2f}x = {row['fraction_of_ideal']:.1%}", flush=True)
-            del q, k, v, kbuf, vbuf
-            torch.cuda.empty_cache()
+            rows.append(attention_row(name, backend, n_gen, n_ref, reps))
+            torch.cuda.empty_cache()  # the row's tensors went with its frame
     return rows
+
+
+def attention_row(name: str, backend, n_gen: int, n_ref: int, reps: int) -> dict:
+    """One backend at one reference length; its tensors are freed when it returns."""
+    n = n_ref + n_gen
+    q, k, v = (torch.randn(1, HEADS, n, HEAD_DIM, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    qr, kr, vr = q[:, :, :n_ref], k[:, :, :n_ref], v[:, :, :n_ref]
+    qg, kg, vg = q[:, :, n_ref:], k[:, :, n_ref:], v[:, :, n_ref:]
+    # cached K/V laid out once as [K_G slot | K_R]: a step writes only K_G (no copy of K_R)
+    kbuf, vbuf = torch.cat([kg, kr], 2), torch.cat([vg, vr], 2)
+
+    def dense():
+        return F.scaled_dot_product_attention(q, k, v)
+
+    def ref_once():
+        return F.scaled_dot_product_attention(qr, kr, vr)
+
+    def gen_cat():
+        return attend(qg, kg, vg, kr, vr)
+
+    def gen_buf():
+        kbuf[:, :, :n_gen].copy_(kg)
+        vbuf[:, :, :n_gen].copy_(vg)
+        return F.scaled_dot_product_attention(qg, kbuf, vbuf)
+
+    with sdpa_kernel([backend]):
+        t = {
+            "dense_step": cuda_time(dense, reps=reps), "ref_once": cuda_time(ref_once, reps=reps),
+            "gen_step_cat": cuda_time(gen_cat, reps=reps), "gen_step_buf": cuda_time(gen_buf, reps=reps),
+        }
+        loops = {
+            "dense": cuda_time(lambda: [dense() for _ in range(STEPS)], warmup=1, reps=3),
+            "sparse": cuda_time(lambda: [(ref_once(), gen_cat()) for _ in range(STEPS)], warmup=1, reps=3),
+            "cached": cuda_time(lambda: (ref_once(), [gen_buf() for _ in range(STEPS)]), warmup=1, reps=3),
+        }
+    f_dense = attention_flops(n, n, HEAD_DIM, HEADS)
+    f_ref = attention_flops(n_ref, n_ref, HEAD_DIM, HEADS)
+    f_gen = attention_flops(n_gen, n, HEAD_DIM, HEADS)
+    ideal = STEPS * f_dense / (f_ref + STEPS * f_gen)
+    ideal_sparse = f_dense / (f_ref + f_gen)
+    row = dict(backend=name, n_gen=n_gen, n_ref=n_ref, **{f"t_{k}": v for k, v in t.items()},
+               **{f"t24_{k}": v for k, v in loops.items()},
+               tflops_dense=f_dense / t["dense_step"] / 1e12, tflops_ref=f_ref / t["ref_once"] / 1e12,
+               tflops_gen=f_gen / t["gen_step_buf"] / 1e12,
+               ideal_cached=ideal, speedup_cached=loops["dense"] / loops["cached"],
+               ideal_sparse=ideal_sparse, speedup_sparse=loops["dense"] / loops["sparse"])
+    row["fraction_of_ideal"] = row["speedup_cached"] / ideal
+    print(f"[attn {name}] R={n_ref} G={n_gen}: dense {t['dense_step']*1e3:.1f} ms ({row['tflops_dense']:.0f} TF/s), "
+          f"gen step {t['gen_step_buf']*1e3:.1f} ms ({row['tflops_gen']:.0f} TF/s), 24-step speedup "
+          f"{row['speedup_cached']:.2f}x of ideal {ideal:.2f}x = {row['fraction_of_ideal']:.1%}", flush=True)
+    return row
 
 
 def flex_part(n_gen: int, n_refs: list[int], reps: int) -> list[dict]:
@@ -113,37 +116,41 @@ def flex_part(n_gen: int, n_refs: list[int], reps: int) -> list[dict]:
     flex = torch.compile(flex_attention, dynamic=False)
     rows = []
     for n_ref in n_refs:
-        n = n_ref + n_gen
-        q, k, v = (torch.randn(1, HEADS, n, HEAD_DIM, device="cuda", dtype=torch.bfloat16) for _ in range(3))
-        seg = (torch.arange(n, device="cuda") >= n_ref).int()
-
-        def mask_mod(b, h, qi, ki):
-            return seg[ki] <= seg[qi]
-
-        block = create_block_mask(mask_mod, None, None, n, n, device="cuda", _compile=True)  # no dense N×N mask
-
-        def two_sdpa():
-            with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
-                r = F.scaled_dot_product_attention(q[:, :, :n_ref], k[:, :, :n_ref], v[:, :, :n_ref])
-                g = attend(q[:, :, n_ref:], k[:, :, n_ref:], v[:, :, n_ref:], k[:, :, :n_ref], v[:, :, :n_ref])
-            return torch.cat([r, g], 2)
-
-        t0 = time.time()
-        out = flex(q, k, v, block_mask=block)
-        torch.cuda.synchronize()
-        compile_s = time.time() - t0
-        ref = two_sdpa()
-        err = ((out.float() - ref.float()).norm() / ref.float().norm()).item()
-        f = attention_flops(n_ref, n_ref, HEAD_DIM, HEADS) + attention_flops(n_gen, n, HEAD_DIM, HEADS)
-        t_flex = cuda_time(lambda: flex(q, k, v, block_mask=block), reps=reps)
-        t_sdpa = cuda_time(two_sdpa, reps=reps)
-        rows.append(dict(n_ref=n_ref, n_gen=n_gen, t_flex=t_flex, t_two_sdpa_cudnn=t_sdpa, tflops_flex=f / t_flex / 1e12,
-                         tflops_two_sdpa=f / t_sdpa / 1e12, rel_err_vs_sdpa=err, compile_s=compile_s))
-        print(f"[flex] R={n_ref} G={n_gen}: flex {t_flex*1e3:.1f} ms ({f/t_flex/1e12:.0f} TF/s) vs 2×SDPA cuDNN "
-              f"{t_sdpa*1e3:.1f} ms ({f/t_sdpa/1e12:.0f} TF/s); rel err {err:.1e}; first call {compile_s:.0f} s", flush=True)
-        del q, k, v
-        torch.cuda.empty_cache()
+        rows.append(flex_row(flex, create_block_mask, n_gen, n_ref, reps))
+        torch.cuda.empty_cache()  # the row's tensors went with its frame
     return rows
+
+
+def flex_row(flex, create_block_mask, n_gen: int, n_ref: int, reps: int) -> dict:
+    """FlexAttention vs two SDPA calls at one reference length; its tensors are freed when it returns."""
+    n = n_ref + n_gen
+    q, k, v = (torch.randn(1, HEADS, n, HEAD_DIM, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    seg = (torch.arange(n, device="cuda") >= n_ref).int()
+
+    def mask_mod(b, h, qi, ki):
+        return seg[ki] <= seg[qi]
+
+    block = create_block_mask(mask_mod, None, None, n, n, device="cuda", _compile=True)  # no dense N×N mask
+
+    def two_sdpa():
+        with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+            r = F.scaled_dot_product_attention(q[:, :, :n_ref], k[:, :, :n_ref], v[:, :, :n_ref])
+            g = attend(q[:, :, n_ref:], k[:, :, n_ref:], v[:, :, n_ref:], k[:, :, :n_ref], v[:, :, :n_ref])
+        return torch.cat([r, g], 2)
+
+    t0 = time.time()
+    out = flex(q, k, v, block_mask=block)
+    torch.cuda.synchronize()
+    compile_s = time.time() - t0
+    ref = two_sdpa()
+    err = ((out.float() - ref.float()).norm() / ref.float().norm()).item()
+    f = attention_flops(n_ref, n_ref, HEAD_DIM, HEADS) + attention_flops(n_gen, n, HEAD_DIM, HEADS)
+    t_flex = cuda_time(lambda: flex(q, k, v, block_mask=block), reps=reps)
+    t_sdpa = cuda_time(two_sdpa, reps=reps)
+    print(f"[flex] R={n_ref} G={n_gen}: flex {t_flex*1e3:.1f} ms ({f/t_flex/1e12:.0f} TF/s) vs 2×SDPA cuDNN "
+          f"{t_sdpa*1e3:.1f} ms ({f/t_sdpa/1e12:.0f} TF/s); rel err {err:.1e}; first call {compile_s:.0f} s", flush=True)
+    return dict(n_ref=n_ref, n_gen=n_gen, t_flex=t_flex, t_two_sdpa_cudnn=t_sdpa, tflops_flex=f / t_flex / 1e12,
+                tflops_two_sdpa=f / t_sdpa / 1e12, rel_err_vs_sdpa=err, compile_s=compile_s)
 
 
 def count_flops(fn) -> float:
@@ -176,78 +183,85 @@ def dit_part(layers: int, n_ref_frames: list[int], reps: int, grid: int = 64, ge
         b = model.forward_uncached(lat, t, motion, audio, reference_segments=[(ref, rmo)], attention="sparse").sample.float()
         check["bf16_cached_vs_uncached_rel_err"] = ((a - b).norm() / b.norm()).item()
         for tr in n_ref_frames:
-            ref = torch.randn(1, 16, tr, side, side, device=dev, dtype=dt)
-            rmo = torch.randn(1, tr, 16, device=dev, dtype=dt)
-            segs = [(ref, rmo)]
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-            cache = model.encode_reference(ref, rmo)
-            torch.cuda.synchronize()
-            cache_bytes = cache.nbytes()
-            encode_peak = torch.cuda.max_memory_allocated() - base
-
-            def dense():
-                return model.forward_uncached(lat, t, motion, audio, reference_segments=segs, attention="full")
-
-            def sparse():
-                return model.forward_uncached(lat, t, motion, audio, reference_segments=segs, attention="sparse")
-
-            def cached():
-                return model(lat, t, motion, audio, reference=cache)
-
-            def encode():
-                return model.encode_reference(ref, rmo)
-
-            times = {k: cuda_time(f, warmup=1, reps=reps) for k, f in
-                     [("dense", dense), ("sparse", sparse), ("cached", cached), ("encode", encode)]}
-            flops = {k: count_flops(f) for k, f in [("dense", dense), ("sparse", sparse), ("cached", cached), ("encode", encode)]}
-            n_gen_tok = gen_frames * (grid * grid + 1)
-            n_ref_tok = tr * (grid * grid + 1)
-            ideal = STEPS * flops["dense"] / (flops["encode"] + STEPS * flops["cached"])
-            measured = STEPS * times["dense"] / (times["encode"] + STEPS * times["cached"])
-            row = dict(layers=layers, n_gen=n_gen_tok, n_ref=n_ref_tok, cache_bytes=cache_bytes, encode_peak_bytes=encode_peak,
-                       cache_bytes_30_layers=cache_bytes / layers * 30,
-                       **{f"t_{k}": v for k, v in times.items()}, **{f"flops_{k}": v for k, v in flops.items()},
-                       **{f"tflops_{k}": flops[k] / times[k] / 1e12 for k in times},
-                       ideal_cached=ideal, speedup_cached=measured, fraction_of_ideal=measured / ideal,
-                       speedup_sparse=times["dense"] / times["sparse"], ideal_sparse=flops["dense"] / flops["sparse"])
-            if tr == n_ref_frames[0]:  # one real 24-step loop (Euler updates included) to confirm the arithmetic
-                def loop_dense():
-                    x = lat.clone()
-                    for _ in range(STEPS):
-                        x = x - 0.04 * model.forward_uncached(x, t, motion, audio, reference_segments=segs, attention="full").sample
-                    return x
-
-                def loop_cached():
-                    c = model.encode_reference(ref, rmo)
-                    x = lat.clone()
-                    for _ in range(STEPS):
-                        x = x - 0.04 * model(x, t, motion, audio, reference=c).sample
-                    return x
-
-                row["t24_dense"] = cuda_time(loop_dense, warmup=0, reps=1)
-                row["t24_cached"] = cuda_time(loop_cached, warmup=0, reps=1)
-                row["speedup_cached_loop"] = row["t24_dense"] / row["t24_cached"]
-            rows.append(row)
-            print(f"[dit L={layers}] R={n_ref_tok} G={n_gen_tok}: step dense {times['dense']*1e3:.0f} ms "
-                  f"({row['tflops_dense']:.0f} TF/s), cached {times['cached']*1e3:.0f} ms ({row['tflops_cached']:.0f} TF/s), "
-                  f"encode {times['encode']*1e3:.0f} ms; 24-step speedup {measured:.2f}x of ideal {ideal:.2f}x "
-                  f"= {measured/ideal:.1%}; cache {cache_bytes/2**30:.2f} GiB", flush=True)
-            del cache
-            torch.cuda.empty_cache()
+            rows.append(dit_row(model, lat, t, motion, audio, layers, tr, side, grid, gen_frames, reps,
+                                loop=tr == n_ref_frames[0]))
+            torch.cuda.empty_cache()  # the row's reference cache went with its frame
     return rows, check
+
+
+def dit_row(model, lat, t, motion, audio, layers: int, tr: int, side: int, grid: int, gen_frames: int, reps: int,
+            loop: bool) -> dict:
+    """The three modes at `tr` reference frames (plus one real 24-step loop if `loop`); frees its cache on return."""
+    dev, dt = lat.device, lat.dtype
+    ref = torch.randn(1, 16, tr, side, side, device=dev, dtype=dt)
+    rmo = torch.randn(1, tr, 16, device=dev, dtype=dt)
+    segs = [(ref, rmo)]
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    cache = model.encode_reference(ref, rmo)
+    torch.cuda.synchronize()
+    cache_bytes = cache.nbytes()
+    encode_peak = torch.cuda.max_memory_allocated() - base
+
+    def dense():
+        return model.forward_uncached(lat, t, motion, audio, reference_segments=segs, attention="full")
+
+    def sparse():
+        return model.forward_uncached(lat, t, motion, audio, reference_segments=segs, attention="sparse")
+
+    def cached():
+        return model(lat, t, motion, audio, reference=cache)
+
+    def encode():
+        return model.encode_reference(ref, rmo)
+
+    times = {k: cuda_time(f, warmup=1, reps=reps) for k, f in
+             [("dense", dense), ("sparse", sparse), ("cached", cached), ("encode", encode)]}
+    flops = {k: count_flops(f) for k, f in [("dense", dense), ("sparse", sparse), ("cached", cached), ("encode", encode)]}
+    n_gen_tok = gen_frames * (grid * grid + 1)
+    n_ref_tok = tr * (grid * grid + 1)
+    ideal = STEPS * flops["dense"] / (flops["encode"] + STEPS * flops["cached"])
+    measured = STEPS * times["dense"] / (times["encode"] + STEPS * times["cached"])
+    row = dict(layers=layers, n_gen=n_gen_tok, n_ref=n_ref_tok, cache_bytes=cache_bytes, encode_peak_bytes=encode_peak,
+               cache_bytes_30_layers=cache_bytes / layers * 30,
+               **{f"t_{k}": v for k, v in times.items()}, **{f"flops_{k}": v for k, v in flops.items()},
+               **{f"tflops_{k}": flops[k] / times[k] / 1e12 for k in times},
+               ideal_cached=ideal, speedup_cached=measured, fraction_of_ideal=measured / ideal,
+               speedup_sparse=times["dense"] / times["sparse"], ideal_sparse=flops["dense"] / flops["sparse"])
+    if loop:  # one real 24-step loop (Euler updates included) to confirm the arithmetic
+        def loop_dense():
+            x = lat.clone()
+            for _ in range(STEPS):
+                x = x - 0.04 * model.forward_uncached(x, t, motion, audio, reference_segments=segs, attention="full").sample
+            return x
+
+        def loop_cached():
+            c = model.encode_reference(ref, rmo)
+            x = lat.clone()
+            for _ in range(STEPS):
+                x = x - 0.04 * model(x, t, motion, audio, reference=c).sample
+            return x
+
+        row["t24_dense"] = cuda_time(loop_dense, warmup=0, reps=1)
+        row["t24_cached"] = cuda_time(loop_cached, warmup=0, reps=1)
+        row["speedup_cached_loop"] = row["t24_dense"] / row["t24_cached"]
+    print(f"[dit L={layers}] R={n_ref_tok} G={n_gen_tok}: step dense {times['dense']*1e3:.0f} ms "
+          f"({row['tflops_dense']:.0f} TF/s), cached {times['cached']*1e3:.0f} ms ({row['tflops_cached']:.0f} TF/s), "
+          f"encode {times['encode']*1e3:.0f} ms; 24-step speedup {measured:.2f}x of ideal {ideal:.2f}x "
+          f"= {measured/ideal:.1%}; cache {cache_bytes/2**30:.2f} GiB", flush=True)
+    return row
 
 
 def write_report(out: Path, meta: dict, attn: list[dict], dit: list[dict], check: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "perf.json").write_text(json.dumps(dict(meta=meta, attention=attn, dit=dit, check=check), indent=1))
     lines = [f"# Sparse Reference Attention on {meta['device']}", "",
-             f"torch {meta['torch']}, bf16, {HEADS} heads × {HEAD_DIM}, batch 1, {STEPS} denoising steps. "
-             "Generated by `benchmarks/attention_gpu.py` (times: CUDA events, medians).", "",
+             (f"torch {meta['torch']}, bf16, {HEADS} heads × {HEAD_DIM}, batch 1, {STEPS} denoising steps. "
+              "Generated by `benchmarks/attention_gpu.py` (times: CUDA events, medians)."), "",
              "## Attention only", "",
-             "| backend | N_R | N_G | dense step ms (TF/s) | R once ms (TF/s) | G step ms (TF/s) | 24-step dense s | sparse s | "
-             "sparse+cached s | speedup cached (ideal) | % of ideal | sparse speedup (ideal) |",
+             ("| backend | N_R | N_G | dense step ms (TF/s) | R once ms (TF/s) | G step ms (TF/s) | 24-step dense s | sparse s | "
+              "sparse+cached s | speedup cached (ideal) | % of ideal | sparse speedup (ideal) |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in attn:
         lines.append(f"| {r['backend']} | {r['n_ref']} | {r['n_gen']} | {r['t_dense_step']*1e3:.1f} ({r['tflops_dense']:.0f}) | "
@@ -257,8 +271,8 @@ def write_report(out: Path, meta: dict, attn: list[dict], dit: list[dict], check
                      f"{r['speedup_sparse']:.2f}× ({r['ideal_sparse']:.2f}×) |")
     if dit:
         lines += ["", f"## Full DiT step (AvatarTransformer3DModel, hidden {HEADS*HEAD_DIM}, {dit[0]['layers']} layers)", "",
-                  "| N_R | N_G | dense step ms (TF/s) | sparse step ms | cached step ms (TF/s) | encode ms | 24-step speedup (ideal) | "
-                  "% of ideal | cache GiB (30 layers) | encode peak GiB |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  ("| N_R | N_G | dense step ms (TF/s) | sparse step ms | cached step ms (TF/s) | encode ms | 24-step speedup (ideal) | "
+                   "% of ideal | cache GiB (30 layers) | encode peak GiB |"), "|---|---|---|---|---|---|---|---|---|---|"]
         for r in dit:
             lines.append(f"| {r['n_ref']} | {r['n_gen']} | {r['t_dense']*1e3:.0f} ({r['tflops_dense']:.0f}) | {r['t_sparse']*1e3:.0f} | "
                          f"{r['t_cached']*1e3:.0f} ({r['tflops_cached']:.0f}) | {r['t_encode']*1e3:.0f} | "

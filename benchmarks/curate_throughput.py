@@ -59,7 +59,7 @@ def main() -> None:
                              "kept": int(res.clips["kept"].sum())}
             print(f"{name:<24} {results[name]['clips']} clips in {wall:6.1f} s  →  {results[name]['clips_per_min']:6.1f} clips/min")
         base = results["local x1 (in-process)"]["clips_per_min"]
-        for name, r in results.items():
+        for r in results.values():
             r["speedup_vs_in_process"] = round(r["clips_per_min"] / base, 2)
         ray_name, loc_name = f"ray x{a.workers}", f"local x{a.workers} (processes)"
         ratio = results[ray_name]["clips_per_min"] / results[loc_name]["clips_per_min"]

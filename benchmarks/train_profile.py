@@ -23,6 +23,7 @@ import math
 import statistics
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -142,7 +143,7 @@ def main() -> int:
     res = train_loop(model, loss_fn, data, st, out / "run", seed=cfg.seed, total_steps=a.steps, resume=False,
                      accelerator=accel, progress=False, on_step=on_step, use_muon=not a.no_muon)
     total = time.perf_counter() - t0
-    dts = [b - a_ for a_, b in zip(times[:-1], times[1:])][5:-1]  # drop warm-up and the final checkpoint step
+    dts = [b - a_ for a_, b in pairwise(times)][5:-1]  # drop warm-up and the final checkpoint step
     step_s = statistics.median(dts)
     name = torch.cuda.get_device_name() if cuda else "cpu"
     peak_sheet = next((v for k, v in DATASHEET_BF16.items() if k in name), 989e12)

@@ -43,7 +43,7 @@ def portrait(who: str = "astronaut") -> np.ndarray:
         img = data.astronaut()
         crop = img[40:250, 115:325]
     elif who == "grace_hopper":  # matplotlib's sample portrait
-        import matplotlib.cbook as cbook
+        from matplotlib import cbook
 
         img = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))[..., ::-1]
         b = detect_faces(np.ascontiguousarray(img))[0]

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _curate_fixtures import FPS, SR, make_clip  # noqa: E402
+from _curate_fixtures import FPS, SR, make_clip
 
-from avatarv.config import load_config  # noqa: E402
-from avatarv.curate import probe as probe_mod  # noqa: E402
-from avatarv.curate.cascade import curate_clip  # noqa: E402
-from avatarv.curate.probe import probe_batch  # noqa: E402
-from avatarv.curate.sync_offset import estimate_offset  # noqa: E402
+from avatarv.config import load_config
+from avatarv.curate import probe as probe_mod
+from avatarv.curate.cascade import curate_clip
+from avatarv.curate.probe import probe_batch
+from avatarv.curate.sync_offset import estimate_offset
 
 KINDS = {  # fixture kind -> the stage that must reject it
     "": None, "av_offset": "sync", "silence": "speech", "noise_audio": "speech", "scene_cut": "scene_cut",

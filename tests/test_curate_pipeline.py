@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _curate_fixtures import make_clip  # noqa: E402
+from _curate_fixtures import make_clip
 
-from avatarv.cli import main as cli_main  # noqa: E402
-from avatarv.config import load_config  # noqa: E402
-from avatarv.curate.corpus_io import read_outputs  # noqa: E402
+from avatarv.cli import main as cli_main
+from avatarv.config import load_config
+from avatarv.curate.corpus_io import read_outputs
 
 RED, GREEN = (210, 40, 40), (40, 200, 60)
 SPEC = [  # clip_id, distractor, face shown, scene backdrop
@@ -81,7 +81,7 @@ def test_report_scores(curated):
     assert rep["n_clips"] == len(SPEC) and rep["has_ground_truth"]
     assert s["min_kind_recall"] == 1.0 and s["clean_false_rejection"] == 0.0 and s["pair_precision"] == 1.0
     assert s["identity"]["pairwise_precision"] == 1.0 and s["identity"]["purity"] == 1.0
-    assert [f["stage"] for f in rep["funnel"]][0] == "input" and rep["funnel"][-1]["remaining"] == rep["n_kept"]
+    assert rep["funnel"][0]["stage"] == "input" and rep["funnel"][-1]["remaining"] == rep["n_kept"]
 
 
 def test_corpus_without_manifest_is_curated_without_scores(tmp_path, curated):

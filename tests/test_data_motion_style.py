@@ -23,7 +23,7 @@ def test_style_parameters_show_in_the_motion():
     a, b = _run(calm), _run(lively)
     assert b["yaw"].std() > 3 * a["yaw"].std()
     assert b["pitch"].max() - b["pitch"].mean() > 2 * (a["pitch"].max() - a["pitch"].mean())
-    blinks = lambda m: int(((m["blink"][1:] > 0.5) & (m["blink"][:-1] <= 0.5)).sum())  # noqa: E731
+    blinks = lambda m: int(((m["blink"][1:] > 0.5) & (m["blink"][:-1] <= 0.5)).sum())
     assert 20 <= blinks(b) <= 40 and 2 <= blinks(a) <= 12  # ~rate per minute (Poisson)
     assert a["brow"].max() == 0 and b["brow"].max() > 0.2
     assert np.allclose(a["mouth_open"], 0.35) and np.allclose(b["mouth_open"], 0.55)

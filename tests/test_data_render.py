@@ -18,7 +18,7 @@ def test_warp_with_unmoved_mesh_is_the_identity():
     rng = np.random.default_rng(0)
     tex = np.concatenate([rng.uniform(0, 255, (TEX, TEX, 3)), np.ones((TEX, TEX, 1))], 2).astype(np.float32)
     tex[..., :3] = np.clip(np.cumsum(tex[..., :3], 1) / np.arange(1, TEX + 1)[None, :, None], 0, 255)  # smooth it
-    pts = np.concatenate([R.close_mouth(mean_landmarks()), R._anchor_ring()]).astype(np.float64)
+    pts = np.concatenate([R.close_mouth(mean_landmarks()), R.anchor_ring()]).astype(np.float64)
     pts[60:68] = mean_landmarks()[60:68]
     out = R.warp(tex, pts, pts, TEX)
     covered = out[..., 3] > 0.999
@@ -29,7 +29,7 @@ def test_warp_with_unmoved_mesh_is_the_identity():
 def test_warp_follows_a_translation():
     tex = np.zeros((TEX, TEX, 4), np.float32)
     tex[100:110, 120:130] = (255, 0, 0, 1)
-    src = np.concatenate([mean_landmarks(), R._anchor_ring()]).astype(np.float64)
+    src = np.concatenate([mean_landmarks(), R.anchor_ring()]).astype(np.float64)
     out = R.warp(tex, src, src + [7, -5], TEX)
     ys, xs = np.nonzero(out[..., 0] > 128)
     assert abs(xs.mean() - 131.5) < 0.6 and abs(ys.mean() - 99.5) < 0.6

@@ -188,7 +188,7 @@ def test_wrong_identity_is_flagged_and_looks_like_the_impostor(corpus):
 
 
 def test_byte_determinism_across_runs_workers_and_corpus_size(corpus, tmp_path, capsys):
-    out, m, _ = corpus
+    out, _, _ = corpus
     args = ["synth", "--identities", "2", "--scenes", "1", "--clips-per-scene", "1", "--seconds", str(SECONDS),
             "--size", str(SIZE), "--seed", str(SEED), "--distractor-fraction", "0", "--quiet"]
     assert cli_main([*args, "--out", str(tmp_path / "a"), "--workers", "2"]) == 0, capsys.readouterr().err[-500:]

@@ -165,3 +165,23 @@ def test_face_sim_other_needs_another_identity():
             {"clip": "y", "generated": "/g/y.mp4", "reference": "/r/A_2.mp4", "face_sim": 1.0}]
     add_other_identity_similarity(rows, scorer)
     assert all("face_sim_other" not in r for r in rows)
+
+
+def test_distilled_students_must_keep_the_teachers_quality_within_ten_percent(tmp_path):
+    """sync_conf / face_sim higher is better, BRISQUE lower: a student 5 % below on sync and 5 % worse on BRISQUE
+    keeps quality; one 20 % below on face similarity does not, and the check names that metric as the worst."""
+    from avatarv.eval.curriculum_checks import keeps_quality
+
+    d = tmp_path / "systems"
+    teacher = [{"clip": c, "sync_conf": 0.4, "face_sim": 0.8, "brisque": 40.0} for c in "ab"]
+    _write(d, "sft", teacher)
+    _write(d, "distill:dmd", [{"clip": c, "sync_conf": 0.38, "face_sim": 0.8, "brisque": 42.0} for c in "ab"])
+    _write(d, "distill:cfg", [{"clip": c, "sync_conf": 0.4, "face_sim": 0.64, "brisque": 30.0} for c in "ab"])
+    checks = curriculum_checks(d)
+    good, bad = checks["distill_dmd_keeps_teacher_quality"], checks["distill_cfg_keeps_teacher_quality"]
+    assert good["passed"] and good["per_metric"]["sync_conf"]["shortfall"] == pytest.approx(0.05)
+    assert good["per_metric"]["brisque"]["shortfall"] == pytest.approx(0.05)
+    assert not bad["passed"] and bad["per_metric"]["face_sim"]["shortfall"] == pytest.approx(0.2)
+    assert bad["per_metric"]["brisque"]["shortfall"] < 0  # better than the teacher counts as kept
+    assert bad["system_mean"] == pytest.approx(0.64) and bad["baseline_mean"] == pytest.approx(0.8)
+    assert not keeps_quality(load_clip_rows(d), "distill:none")["available"]

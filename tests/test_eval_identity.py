@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _eval_fixtures import TEXTS, speech, talking_frames
+
 from avatarv.eval import identity
 from avatarv.faces import track_face
 
@@ -71,5 +71,5 @@ def test_arcface_onnx_backend_runs_on_local_export(clips, arcface_onnx):
 
 
 def test_arcface_without_file_is_a_clear_error(clips, tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.onnx"):
         _emb(clips["p0s0"], backend="arcface", model_path=str(tmp_path / "missing.onnx"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _eval_fixtures import TEXTS, speech, talking_frames
+
 from avatarv.eval import quality
 from avatarv.eval.drift import drift_metrics
 from avatarv.eval.motion_dynamics import motion_stats, style_similarity
@@ -29,30 +29,30 @@ def test_lagged_corr_finds_a_known_lag():
 
 
 def test_lip_audio_correlation_drops_for_other_audio(talking):
-    f, a, tr, lms = talking
+    f, a, _, lms = talking
     synced = mouth_metrics(f, a, 16000, lms)["lip_audio_corr"]
     other = mouth_metrics(f, speech(TEXTS[1], 2.0), 16000, lms)["lip_audio_corr"]
     assert synced > 0.5 and synced > other + 0.3
 
 
 def test_mouth_sharpness_falls_under_blur_and_teeth_are_told_from_a_dark_mouth(talking):
-    f, a, tr, lms = talking
+    f, _, _, lms = talking
     idx = np.arange(0, len(f), 5)
     blurred = np.stack([quality.degrade(x, "blur", 1.5) for x in f])
     assert mouth_sharpness(blurred, lms[idx], idx) < 0.7 * mouth_sharpness(f, lms[idx], idx)
     # paint the inner-lip polygon of the widest-open frame white (teeth) or dark red (mouth cavity)
     import cv2
 
-    i = int(np.argmax([np.linalg.norm(l[62] - l[66]) for l in lms]))
+    i = int(np.argmax([np.linalg.norm(p[62] - p[66]) for p in lms]))
     poly = lms[i][60:68].round().astype(np.int32)
     teeth, cavity = f[i].copy(), f[i].copy()
     cv2.fillPoly(teeth, [poly], (240, 240, 235))
     cv2.fillPoly(cavity, [poly], (60, 15, 20))
-    assert teeth_fraction(teeth, lms[i]) > 0.5 > 0.05 > teeth_fraction(cavity, lms[i])
+    assert teeth_fraction(teeth, lms[i]) > 0.5 and teeth_fraction(cavity, lms[i]) < 0.05
 
 
 def test_motion_energy_zero_when_still_and_style_similarity_is_one_with_itself(talking):
-    f, a, tr, lms = talking
+    f, _, _, lms = talking
     still = np.repeat(f[:1], 30, 0)
     still_lms = track_landmarks(still, track_face(still))
     s_move, s_still = motion_stats(lms), motion_stats(still_lms)
@@ -62,7 +62,7 @@ def test_motion_energy_zero_when_still_and_style_similarity_is_one_with_itself(t
 
 
 def test_drift_sees_a_colour_shift_and_not_a_steady_clip(talking):
-    f, a, tr, lms = talking
+    f, _, tr, _ = talking
     steady = drift_metrics(f, tr, chunk_seconds=1.0)
     assert steady["chunks"] == 2 and steady["drift_delta_e_max"] < 1.5 and steady["drift_id_sim_min"] > 0.95
     tinted = f.copy()

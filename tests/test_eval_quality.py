@@ -35,7 +35,7 @@ def test_blur_makes_quality_worse_step_by_step(frame, metric):
 
 @pytest.mark.parametrize("kind,levels", [("noise", (0, 8, 16, 32)), ("jpeg", (100, 30, 10))])
 def test_brisque_worse_under_noise_and_jpeg(frame, kind, levels):
-    vals = [quality.brisque(quality.degrade(frame, kind, l)) for l in levels]
+    vals = [quality.brisque(quality.degrade(frame, kind, lv)) for lv in levels]
     assert all(b > a for a, b in pairwise(vals)), vals
 
 
@@ -47,7 +47,7 @@ def test_piqe_worse_under_jpeg(frame):
 @pytest.mark.parametrize("metric", ["piqe", "brisque"])
 @pytest.mark.parametrize("kind,levels", [("blur", (0.0, 1.4, 2.8)), ("noise", (0, 8, 16, 32)), ("jpeg", (100, 30, 10))])
 def test_photo_at_native_size_gets_worse_step_by_step(photo, metric, kind, levels):
-    vals = [quality.METRICS[metric](quality.degrade(photo, kind, l)) for l in levels]
+    vals = [quality.METRICS[metric](quality.degrade(photo, kind, lv)) for lv in levels]
     assert all(b > a for a, b in pairwise(vals)), vals
 
 

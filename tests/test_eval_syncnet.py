@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from _eval_fixtures import TEXTS, speech, talking_frames
+
 from avatarv.eval.syncnet_backend import load_syncnet, syncnet_crops, syncnet_from_crops, syncnet_scores
 from avatarv.faces import track_face
 
@@ -32,7 +32,7 @@ def clip():
 
 
 def test_missing_weights_name_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.model"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.model"):
         load_syncnet(tmp_path / "nope.model")
 
 

@@ -3,12 +3,10 @@ runs/ (ablations named stage:variant) and a saved AvatarVPipeline generates a ca
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-
 from _eval_fixtures import make_clip
+
 from avatarv.eval import systems
 from avatarv.media import probe, read_video
 
@@ -37,14 +35,17 @@ def test_real_and_static_rows_use_the_same_trimmed_target_audio(corpus, tmp_path
 def test_find_checkpoints_orders_stages_and_names_ablations(tmp_path):
     """Saved pipelines (model_index.json: what every stage saves) count; other folders, bare components too, do not."""
     for rel in ("sft/final", "t2v/final", "a2v/final", "sft/ablations/no_lip/final", "vae", "eval/x/final", "lora/final",
-                "old/final"):
+                "old/final", "distill/final", "distill/ablations/cfg/final"):
         (tmp_path / rel).mkdir(parents=True)
         if rel.endswith("final") and rel not in ("lora/final", "old/final"):  # lora/final stays empty
             (tmp_path / rel / "model_index.json").write_text("{}")
     for part in ("transformer", "audio_encoder"):  # components without a pipeline index are not a checkpoint
         (tmp_path / "old/final" / part).mkdir()
         (tmp_path / "old/final" / part / "config.json").write_text("{}")
-    assert list(systems.find_checkpoints(tmp_path)) == ["t2v", "a2v", "sft", "sft:no_lip"]
+    found = systems.find_checkpoints(tmp_path)
+    assert list(found) == ["t2v", "a2v", "sft", "sft:no_lip", "distill:dmd", "distill:cfg"]
+    assert found["distill:dmd"] == tmp_path / "distill/final"  # stage 4's final model is its DMD student
+    assert [systems.row_kind(n) for n in found] == ["trained stage"] * 3 + ["ablation"] + ["distilled student"] * 2
 
 
 def test_generated_row_from_a_saved_pipeline(corpus, tmp_path, tiny_cfg):

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from avatarv.faces import (
-    Box, cosine_similarity, detect_faces, embed_faces, five_points, landmarks_68, link_detections, mouth_opening,
+    Box,
+    cosine_similarity,
+    detect_faces,
+    embed_faces,
+    five_points,
+    landmarks_68,
+    link_detections,
+    mouth_opening,
     track_faces,
 )
 

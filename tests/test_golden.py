@@ -45,8 +45,8 @@ def _pin_dict(name: str, got: dict, expected: dict) -> None:
         print(f"\n{name} = {{{', '.join(f'{k!r}: {v:.9g}' for k, v in got.items())}}}")
         return
     assert set(got) == set(expected), name
-    for k in expected:
-        np.testing.assert_allclose(got[k], expected[k], rtol=RTOL, atol=ATOL, err_msg=f"{name}[{k}]")
+    for k, want in expected.items():
+        np.testing.assert_allclose(got[k], want, rtol=RTOL, atol=ATOL, err_msg=f"{name}[{k}]")
 
 
 # ------------------------------------------------------------------------------------------------ training loss
@@ -96,7 +96,7 @@ def test_golden_sft_training_loss():
     opt = torch.optim.AdamW(gen.parameters(), lr=1e-3)
     rng = torch.Generator().manual_seed(7)
     losses, terms0 = [], None
-    for step in range(20):
+    for _ in range(20):
         total, terms = flow_loss(gen, batch, rng, spec, td=1)
         opt.zero_grad()
         total.backward()

@@ -136,7 +136,7 @@ def test_seeded_init_is_deterministic():
 
 
 def test_rope_relative_and_reference_times():
-    cos, sin = rope_cos_sin(token_positions(3, 2, 2, time_offset=-256.0, motion_token=True), 12)
+    cos, _ = rope_cos_sin(token_positions(3, 2, 2, time_offset=-256.0, motion_token=True), 12)
     assert cos.shape == (3 * 5, 6)
     pos = token_positions(1, 1, 1, time_offset=-256.0)
     assert pos.tolist() == [[-256.0, 0.0, 0.0]]

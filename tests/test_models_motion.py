@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from avatarv.models.motion import (
-    MOTION_DIM, MOUTH_GAP_FULL, extract_motion, landmark_features, motion_from_manifest_row, motion_style_similarity,
+    MOTION_DIM,
+    MOUTH_GAP_FULL,
+    extract_motion,
+    landmark_features,
+    motion_from_manifest_row,
+    motion_style_similarity,
     motion_style_stats,
 )
 

@@ -73,7 +73,7 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_load_vae_missing_folder_names_the_path(tmp_path):
-    with pytest.raises(ValueError, match="no config.json"):
+    with pytest.raises(ValueError, match=r"no config\.json"):
         load_vae(tmp_path / "nothing")
 
 

@@ -6,10 +6,10 @@ import copy
 import pytest
 import torch
 
+from avatarv.inference.conditions import ConditionSpec
 from avatarv.models.audio_encoder import AudioEncoder
 from avatarv.models.dit import AvatarTransformer3DModel
 from avatarv.train.generator import AvatarGenerator
-from avatarv.inference.conditions import ConditionSpec
 from avatarv.train.objectives import FlowSpec, flow_loss
 from avatarv.train.sft import motion_statistics
 

@@ -31,7 +31,7 @@ NAN = np.nan
 def _frame(rows: list[dict]) -> pd.DataFrame:
     full = []
     for r in rows:
-        row = {c: "" for c in ANSWER_COLUMNS} | {d: NAN for d in DIMENSIONS} | {"correct": NAN, "seconds": NAN, "simulated": False}
+        row = dict.fromkeys(ANSWER_COLUMNS, "") | dict.fromkeys(DIMENSIONS, NAN) | {"correct": NAN, "seconds": NAN, "simulated": False}
         row.update(r)
         if row["kind"] == "turing":
             row["correct"] = float(row["choice"] == row["real_side"])
@@ -98,7 +98,7 @@ def test_likert_means_known_values():
     for case, system, scores in (("c1", "A", [5, 4]), ("c2", "A", [3, 3]), ("c3", "B", [2, 1])):
         for a, s in enumerate(scores):
             rows.append({"case": case, "kind": "likert", "annotator": f"a{a}", "left_system": system,
-                         **{d: s for d in DIMENSIONS}})
+                         **dict.fromkeys(DIMENSIONS, s)})
     lk = likert_means(_frame(rows), n_boot=300, seed=0)
     a = lk[(lk.system == "A") & (lk.dimension == "overall")].iloc[0]
     b = lk[(lk.system == "B") & (lk.dimension == "lip_sync")].iloc[0]
@@ -145,7 +145,7 @@ def test_krippendorff_alpha_published_example_and_identical_raters():
 def test_agreement_on_answer_frames():
     df = _turing([0, 3, 0, 3])  # raters always agree (right, fooled, right, fooled) on the side they pick
     assert agreement(df, per_case=3)["turing_fleiss_kappa"] == pytest.approx(1.0)
-    rows = [{"case": f"c{c}", "kind": "likert", "annotator": f"a{a}", "left_system": "S", **{d: 1 + c for d in DIMENSIONS}}
+    rows = [{"case": f"c{c}", "kind": "likert", "annotator": f"a{a}", "left_system": "S", **dict.fromkeys(DIMENSIONS, 1 + c)}
             for c in range(4) for a in range(3)]
     ag = agreement(_frame(rows), per_case=3)
     assert all(ag[f"likert_{d}_alpha"] == pytest.approx(1.0) for d in DIMENSIONS)

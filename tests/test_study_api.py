@@ -19,7 +19,7 @@ from avatarv.study.db import DIMENSIONS, open_db
 from avatarv.study.fixtures import make_demo_manifest
 from avatarv.study.manifest import balanced_assignment, create_study, read_manifest
 
-LIKERT_OK = {d: "4" for d in DIMENSIONS}
+LIKERT_OK = dict.fromkeys(DIMENSIONS, "4")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ screenshots reports/study/annotation.png and reports/study/results.png (with AVA
 from __future__ import annotations
 
 import os
-
 import socket
 import sqlite3
 import threading

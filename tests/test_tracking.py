@@ -11,7 +11,7 @@ import pytest
 def mlflow_tmp(tmp_path, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    import avatarv.tracking as tracking
+    from avatarv import tracking
 
     monkeypatch.setattr(tracking, "MLRUNS", tmp_path / "mlruns")
     yield mlflow, tracking, tmp_path

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import torch
+from _train_toy import ToyNet
 from torch import nn
 
-from _train_toy import ToyNet
 from avatarv.train.optim import build_optimizers, split_params, warmup_cosine
 
 
@@ -65,4 +66,4 @@ def test_warmup_cosine_shape():
     vals = [warmup_cosine(s, warmup=10, total=110, floor=0.1) for s in range(111)]
     assert vals[0] == 0.1 and vals[9] == 1.0  # linear warmup reaches the peak at the end of warmup
     assert math.isclose(vals[60], 0.55, abs_tol=1e-9)  # half-way down the cosine
-    assert math.isclose(vals[110], 0.1) and all(a >= b for a, b in zip(vals[10:], vals[11:]))
+    assert math.isclose(vals[110], 0.1) and all(a >= b for a, b in pairwise(vals[10:]))

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from _train_parallel_worker import build, exact_loss
 from _train_toy import ToySource, toy_cfg
+
 from avatarv.parallel.accelerate_setup import read_config, uses_fsdp
 from avatarv.paths import ROOT
 from avatarv.train.loop import train_loop
@@ -30,7 +30,7 @@ def _free_port() -> int:
 def _torchrun(mode: str, out: Path):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
     cmd = [torchrun, "--nproc_per_node", "2", "--master_port", str(_free_port()), str(WORKER), mode, str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return torch.load(out / "result.pt")
 

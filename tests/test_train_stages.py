@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from _train_corpus import make_corpus, tiny_vae
+
 from avatarv.data.datasets import PairBatches, WindowBatches, build_windows, load_pairs, load_training_clips
 
 
@@ -83,7 +83,7 @@ def test_curriculum_end_to_end(corpus, tmp_path):
     assert outs["full"].history[-1]["motion"] >= 0 and "motion" not in outs["no_motion"].history[-1]
     assert {"face", "lip", "identity"} <= set(outs["full"].history[-1])
     vae, ws, _, _ = sft.prepare(cfg, paths, progress=False)
-    table, frames, items, checks = proof.run_proof(cfg, paths, outs, vae, ws, progress=False)
+    table, frames, _, _ = proof.run_proof(cfg, paths, outs, vae, ws, progress=False)
     assert set(table["method"]) == {"full", "no_motion", "static_reference", "ground_truth"}
     assert table.set_index("method").at["static_reference", "lip_sync"] == 0.0
     assert frames["full"].shape == frames["ground_truth"].shape

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from avatarv.faces import crop_resize, mouth_box, track_face
-from avatarv.models.sync_expert import CROP, WINDOW, SyncExpert
 from avatarv.inference.conditions import ConditionSpec
+from avatarv.models.sync_expert import CROP, WINDOW, SyncExpert
 from avatarv.train.objectives import FlowSpec, SyncLoss, crop_rects, flow_loss, lower_face, tracked_face_boxes
 
 T = 7  # video frames (= latent frames, td 1): 3 five-frame windows

@@ -201,6 +201,28 @@ class StageTrainConfig:
 
 
 @dataclass(kw_only=True)
+class DistillConfig:
+    """Stage 4, distillation (train/distill.py): CFG distillation, then DMD into a few-step student."""
+
+    student_steps: int = 2  # the student's sampling steps (its pipeline's default)
+    batch_size: int = 4
+    lr: float = 1e-4  # student (and CFG phase)
+    fake_lr: float = 2e-4  # fake score model
+    cfg_steps: int = 150  # phase 1: the student matches the teacher's guided velocity at sampled weights
+    cfg_audio_range: list[float] = field(default_factory=lambda: [1.0, 3.0])  # guidance weights sampled in phase 1
+    cfg_reference_range: list[float] = field(default_factory=lambda: [1.0, 2.0])
+    ode_pairs: int = 32  # teacher ODE samples (noise → clean) for the regression warm start
+    warm_steps: int = 50  # phase 2a: regression of the student's few-step samples onto the teacher's
+    dmd_steps: int = 150  # phase 2b: distribution matching (student updates)
+    fake_updates: int = 2  # fake-score updates per student update (two time-scale rule)
+    regression_weight: float = 0.25  # the regression term kept beside DMD (DMD's L_reg)
+    checkpoint_every: int = 50
+    mixed_precision: str = "no"
+    curve_steps: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # student steps vs quality
+    eval_pairs: int = 8  # held-out cross-scene pairs for the curve
+
+
+@dataclass(kw_only=True)
 class TrainConfig:
     t2v: StageTrainConfig
     a2v: StageTrainConfig
@@ -265,6 +287,7 @@ class Config:
     sampling: SamplingConfig
     conditions: ConditionsConfig
     train: TrainConfig
+    distill: DistillConfig
     eval: EvalConfig
     study: StudyConfig
     tracking: TrackingConfig

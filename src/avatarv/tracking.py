@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -67,7 +68,7 @@ def _sections(stage: str) -> tuple[str, ...]:
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     import mlflow
 
-    clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v == v}
+    clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not math.isnan(v)}
     if clean and mlflow.active_run():
         mlflow.log_metrics(clean, step=step)
 

@@ -12,13 +12,17 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
-
 from ..config import CurateConfig
 from ..errors import AvatarVError
 from . import (
-    filter_container, filter_face_count, filter_face_size, filter_head_pose, filter_quality, filter_scene_cut,
-    filter_speech, filter_sync,
+    filter_container,
+    filter_face_count,
+    filter_face_size,
+    filter_head_pose,
+    filter_quality,
+    filter_scene_cut,
+    filter_speech,
+    filter_sync,
 )
 from .checks import SCORE_COLUMNS, Check, fail
 from .clip import ClipContext
@@ -38,7 +42,7 @@ def _run(f, ctx) -> Check:
         return f.check(ctx)
     except AvatarVError as e:
         return fail(f.NAME, f"{f.NAME} failed: {getattr(e, 'problem', e)}")
-    except Exception as e:  # one bad clip must not stop the batch
+    except Exception as e:  # noqa: BLE001 - one bad clip must not stop the batch
         return fail(f.NAME, f"{f.NAME} error: {type(e).__name__}: {str(e)[:100]}")
 
 
@@ -46,7 +50,7 @@ def crash_row(clip_id: str, path: str, problem: str) -> dict:
     """A container-stage rejection row for a clip that could not be processed at all."""
     return {"clip_id": clip_id, "kept": False, "stage": "container", "reason": f"unreadable: {problem}",
             "all_reasons": json.dumps([f"container: unreadable: {problem}"]), "passed_stages": "[]",
-            **{k: math.nan for k in SCORE_COLUMNS}, "segments": "[]", "sync_backend": "", "face_embedding": [],
+            **dict.fromkeys(SCORE_COLUMNS, math.nan), "segments": "[]", "sync_backend": "", "face_embedding": [],
             "embedding_spread": math.nan, "background_hist": [], "mouth_series": [], "voice_embedding": [],
             "path": path}
 
@@ -58,12 +62,12 @@ def _still_measurable(failed: Check, ctx: ClipContext) -> bool:
 
 def curate_clip(clip_id: str, path: str | Path, probe: dict, cfg: CurateConfig) -> dict:
     ctx = ClipContext(clip_id=clip_id, path=Path(path), probe=probe, cfg=cfg)
-    scores = {k: math.nan for k in SCORE_COLUMNS}
+    scores = dict.fromkeys(SCORE_COLUMNS, math.nan)
     checks: dict[str, Check] = {}
     for f in FILTERS:
         if cfg.short_circuit and any(not ch.passed for ch in checks.values()):
             break
-        need = checks.get(NEEDS.get(f.NAME, ""), None) if f.NAME in NEEDS else None
+        need = checks.get(NEEDS.get(f.NAME, "")) if f.NAME in NEEDS else None
         if f.NAME in NEEDS and (need is None or not (need.passed or _still_measurable(need, ctx))):
             continue  # its prerequisite failed: nothing to measure on
         ch = _run(f, ctx)
@@ -83,6 +87,6 @@ def curate_clip(clip_id: str, path: str | Path, probe: dict, cfg: CurateConfig) 
                        background_hist=[float(x) for x in background_histogram(ctx)])
             if cfg.voice_backend == "resemblyzer" and checks.get("speech") is not None and checks["speech"].passed:
                 row["voice_embedding"] = [float(x) for x in voice_embedding(ctx.audio16k)]
-        except Exception as e:  # features are best effort; the clip simply stays out of the graph
+        except Exception as e:  # noqa: BLE001 - features are best effort; the clip simply stays out of the graph
             row["all_reasons"] = json.dumps(json.loads(row["all_reasons"]) + [f"features: {type(e).__name__}: {e}"])
     return row

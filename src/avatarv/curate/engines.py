@@ -33,9 +33,8 @@ PROBE_BATCH = 16
 def _plain(row: dict) -> dict:
     """Plain Python values (lists, floats, str, bool), whatever container the engine handed back."""
     out = {}
-    for k, v in row.items():
-        if hasattr(v, "tolist"):
-            v = v.tolist()
+    for k, raw in row.items():
+        v = raw.tolist() if hasattr(raw, "tolist") else raw
         if isinstance(v, float) and math.isnan(v):
             v = math.nan
         out[k] = v
@@ -87,7 +86,7 @@ def _run_shard(jobs: list[dict], cfg: CurateConfig, on_row) -> list[dict]:
     return rows
 
 
-def _worker_main() -> int:
+def worker_main() -> int:
     """Child side of `_run_shard`: read {cfg, jobs} as JSON on stdin, print one JSON row per clip."""
     spec = json.loads(sys.stdin.read())
     cfg = CurateConfig(**spec["cfg"])

@@ -7,6 +7,8 @@ segments (frame ranges) are recorded so a later pass can cut them into clips of 
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 from .checks import Check, fail, ok
@@ -29,7 +31,7 @@ def shot_scores(frames: np.ndarray) -> np.ndarray:
 def segments(cuts: list[int], n_frames: int) -> list[list[int]]:
     """[start, end) frame ranges of the shots between cuts."""
     edges = [0, *cuts, n_frames]
-    return [[a, b] for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    return [[a, b] for a, b in pairwise(edges) if b > a]
 
 
 def find_cuts(scores: np.ndarray, threshold: float, min_len: int) -> list[int]:

@@ -23,7 +23,7 @@ def consistency(clips: pd.DataFrame, claimed: dict[str, str]) -> dict[str, float
         if claimed.get(c):
             by_claim.setdefault(claimed[c], []).append(c)
     out: dict[str, float] = {}
-    for c in pred:
+    for c, mine in pred.items():
         peers = [p for p in by_claim.get(claimed.get(c, ""), []) if p != c]
-        out[c] = sum(pred[p] == pred[c] for p in peers) / len(peers) if peers else float("nan")
+        out[c] = sum(pred[p] == mine for p in peers) / len(peers) if peers else float("nan")
     return out

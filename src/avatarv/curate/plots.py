@@ -105,7 +105,7 @@ def identity_graph_picture(clips: pd.DataFrame, edges: pd.DataFrame, truth: dict
     colours = [cmap(labels.index(pred[n]) % 20) for n in g.nodes]
     wrong = []
     if truth:
-        for lab, grp in members.groupby("identity_pred"):
+        for _, grp in members.groupby("identity_pred"):
             people = [truth.get(c, "") for c in grp["clip_id"]]
             major = max(set(people), key=people.count)
             wrong += [c for c, p in zip(grp["clip_id"], people) if p != major]
@@ -135,7 +135,7 @@ def rejected_examples(clips: pd.DataFrame, corpus_dir: str | Path, per_stage: in
         try:
             frames = read_video(Path(corpus_dir) / r["path"]).frames
             ax.imshow(frames[len(frames) // 2])
-        except Exception as e:  # unreadable clips are exactly what some panels show
+        except Exception as e:  # noqa: BLE001 - unreadable clips are exactly what some panels show
             ax.text(0.5, 0.5, f"(unreadable)\n{type(e).__name__}", ha="center", va="center")
         ax.set_title(f"{r['clip_id']} [{r['stage']}]\n" + "\n".join(textwrap.wrap(r["reason"], 40)[:3]), fontsize=8)
         ax.axis("off")

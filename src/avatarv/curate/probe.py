@@ -43,7 +43,7 @@ def probe_one(path: str | Path) -> dict:
         out["ok"] = True
     except AvatarVError as e:
         out["error"] = getattr(e, "problem", str(e))
-    except Exception as e:  # a corrupt stream can raise anything from PyAV
+    except Exception as e:  # noqa: BLE001 - a corrupt stream can raise anything from PyAV
         out["error"] = f"corrupt or truncated stream ({type(e).__name__}: {str(e)[:80]})"
     return out
 
@@ -62,7 +62,7 @@ def probe_batch(paths: list[str]) -> list[dict]:
         timeout = _START_S + PER_FILE_TIMEOUT_S * len(rest)
         try:
             proc = subprocess.run(child_command(), input=json.dumps(rest),
-                                  capture_output=True, text=True, timeout=timeout)
+                                  capture_output=True, text=True, timeout=timeout, check=False)
             stdout, failure = proc.stdout, f"decoder crashed (exit code {proc.returncode})"
         except subprocess.TimeoutExpired as e:
             stdout = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")

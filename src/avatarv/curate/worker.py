@@ -2,7 +2,7 @@
 
 import sys
 
-from .engines import _worker_main
+from .engines import worker_main
 
 if __name__ == "__main__":
-    sys.exit(_worker_main())
+    sys.exit(worker_main())

@@ -160,7 +160,7 @@ class WindowSet:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> "WindowSet":
+    def load(cls, path: Path) -> WindowSet:
         d = torch.load(path, weights_only=False)
         d["meta"] = pd.DataFrame(d["meta"])
         return cls(**d)
@@ -219,7 +219,7 @@ def build_windows(
         row = r._asdict()
         try:
             v = read_video(row["abs_path"], need_audio=True)
-        except Exception as e:  # a clip that fails to decode is skipped, not fatal for the stage
+        except Exception as e:  # noqa: BLE001 - a clip that fails to decode is skipped, not fatal for the stage
             print(f"datasets: skipping {row['abs_path']}: {e}")
             continue
         n = min(len(v.frames), int(row.get("n_frames") or len(v.frames)))

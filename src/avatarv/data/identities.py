@@ -140,8 +140,8 @@ def procedural_portrait(name: str, donors: tuple[Portrait, ...], rng: np.random.
             c = shape[s:e].mean(0)
             r = np.linalg.norm(shape[s + 3] - shape[s]) * 0.85
             cv2.ellipse(rgb, (int(c[0] * 16), int(c[1] * 16)), (int(r * 16), int(r * 0.72 * 16)), 0, 0, 360, col, 2, cv2.LINE_AA, 4)
-        l, r = shape[39:40].mean(0), shape[42:43].mean(0)
-        cv2.line(rgb, (int(l[0] * 16), int(l[1] * 16)), (int(r[0] * 16), int(r[1] * 16)), col, 2, cv2.LINE_AA, 4)
+        lt, rt = shape[39:40].mean(0), shape[42:43].mean(0)
+        cv2.line(rgb, (int(lt[0] * 16), int(lt[1] * 16)), (int(rt[0] * 16), int(rt[1] * 16)), col, 2, cv2.LINE_AA, 4)
         recipe["glasses"] = True
     if rng.uniform() < 0.25:  # beard/stubble: darken chin and jaw below the mouth with hair colour
         m = np.zeros((TEX, TEX), np.float32)
@@ -157,9 +157,9 @@ def procedural_portrait(name: str, donors: tuple[Portrait, ...], rng: np.random.
 
 
 def _ring() -> np.ndarray:
-    from .render import _anchor_ring
+    from .render import anchor_ring
 
-    return _anchor_ring()
+    return anchor_ring()
 
 
 # --------------------------------------------------------------------------------------------- identities

@@ -166,10 +166,9 @@ def photo_portraits() -> tuple[Portrait, ...]:
 
     det = dlib.get_frontal_face_detector()
     out = []
-    for name, img in _sources():
-        scale = min(1.0, 1280 / max(img.shape[:2]))
-        if scale < 1:
-            img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    for name, src in _sources():
+        scale = min(1.0, 1280 / max(src.shape[:2]))
+        img = cv2.resize(src, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else src
         rects, scores, _ = det.run(img, 1, 0.0)
         faces = sorted((r for r, s in zip(rects, scores) if s > 0.3 and r.width() >= 64), key=lambda r: r.left())
         for k, r in enumerate(faces):

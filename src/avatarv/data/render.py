@@ -53,7 +53,7 @@ class Look:
     tongue_rgb: tuple[int, int, int] = (196, 92, 98)
 
 
-def _anchor_ring() -> np.ndarray:
+def anchor_ring() -> np.ndarray:
     """Fixed points around the whole texture so every head pixel lies in some mesh triangle."""
     t = np.linspace(0, 2 * np.pi, N_ANCHORS, endpoint=False)
     return np.stack([TEX * (0.5 + 0.78 * np.cos(t)), TEX * (0.48 + 0.78 * np.sin(t))], 1).astype(np.float32)
@@ -72,7 +72,7 @@ def triangles() -> np.ndarray:
     # the template mouth is opened the way the renderer opens it, so the inner-lip polygon is convex and no
     # lip triangle spans the cavity
     lm = express(close_mouth(mean_landmarks()), Pose(mouth_open=0.8))
-    pts = np.concatenate([lm, _anchor_ring()])
+    pts = np.concatenate([lm, anchor_ring()])
     tri = Delaunay(pts.astype(np.float64)).simplices
     inner = pts[INNER_MOUTH]
     keep = [t for t in tri if not _point_in_poly(pts[t].mean(0), inner)]
@@ -285,8 +285,8 @@ def render_frame(portrait: Portrait, lm_neutral: np.ndarray, tex_rgba: np.ndarra
     """One frame at the background's size: (rgb float32 0..255, landmarks (68,2) in frame px)."""
     side = background.shape[0]
     lm_c = express(lm_neutral, pose)
-    src = np.concatenate([portrait.landmarks, _anchor_ring()]).astype(np.float64)
-    dst = place(np.concatenate([lm_c, _anchor_ring()]), lm_neutral, pose, look, side)
+    src = np.concatenate([portrait.landmarks, anchor_ring()]).astype(np.float64)
+    dst = place(np.concatenate([lm_c, anchor_ring()]), lm_neutral, pose, look, side)
     lm = dst[:68]
     canvas = background.astype(np.float32).copy()
     person = paint_body(canvas, lm, portrait.skin, look, pose.dx * side / 128.0)

@@ -69,7 +69,7 @@ BANKS: dict[str, dict[str, list[str]]] = {
 
 def bank_for(language: str) -> dict[str, list[str]]:
     """Word bank of a language code ('en-us' → 'en'); unknown languages fall back to English."""
-    return BANKS.get(language.split("-")[0], BANKS["en"])
+    return BANKS.get(language.split("-", maxsplit=1)[0], BANKS["en"])
 
 
 def sentence(rng: np.random.Generator, language: str) -> str:

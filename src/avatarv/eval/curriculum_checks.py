@@ -6,7 +6,9 @@ audio and target for every system):
   delivered-sync confidence;
 - motion style: the full SFT model is closer to the reference person's motion statistics than the "generic motion"
   ablation (motion stream off, `sft:no_motion`);
-- identity: the SFT model's face is more similar to its own reference than to the other identities' references.
+- identity: the SFT model's face is more similar to its own reference than to the other identities' references;
+- distillation (stage 4): each distilled student keeps the teacher's (SFT's) sync confidence, face similarity and
+  BRISQUE within 10 % (`KEEP_TOLERANCE`), paired on the same cases.
 Each check reports the mean difference, per-case wins and the verdict; with a handful of cases (tiny profile) the
 wins say how much a verdict rests on.
 """
@@ -25,6 +27,9 @@ PAIRED_CHECKS = [
     ("lip_sync_beats_static_frame", "sync_conf", "sft", "static_frame"),
     ("motion_style_beats_generic_motion", "motion_style_sim", "sft", "sft:no_motion"),
 ]
+# (metric, higher is better) a distilled student must keep within KEEP_TOLERANCE of its teacher
+KEEP_METRICS = [("sync_conf", True), ("face_sim", True), ("brisque", False)]
+KEEP_TOLERANCE = 0.10
 TABLE_METRICS = ["sync_conf", "sync_lse_c", "lip_audio_corr", "motion_style_sim", "motion_stream_style_sim",
                  "face_sim", "face_sim_other", "face_sim_margin"]
 
@@ -65,10 +70,36 @@ def identity_check(rows: dict[str, pd.DataFrame], system: str = "sft") -> dict:
             "mean_diff": float(margin.mean()), "wins": int((margin > 0).sum()), "passed": bool(len(r) and margin.mean() > 0)}
 
 
+def keeps_quality(rows: dict[str, pd.DataFrame], student: str, teacher: str = "sft",
+                  tolerance: float = KEEP_TOLERANCE) -> dict:
+    """The student's mean within `tolerance` (relative) of the teacher's, or better, on every KEEP_METRICS metric."""
+    if student not in rows or teacher not in rows:
+        return {"available": False, "reason": f"missing {student if student not in rows else teacher}"}
+    per_metric, passed = {}, True
+    for metric, higher in KEEP_METRICS:
+        c = paired(rows, metric, student, teacher)
+        if not c.get("available"):
+            continue
+        shortfall = (c["baseline_mean"] - c["system_mean"]) * (1 if higher else -1) / max(abs(c["baseline_mean"]), 1e-9)
+        per_metric[metric] = {"student": c["system_mean"], "teacher": c["baseline_mean"], "shortfall": float(shortfall),
+                              "kept": bool(shortfall <= tolerance)}
+        passed &= per_metric[metric]["kept"]
+    if not per_metric:
+        return {"available": False, "reason": "no shared metric"}
+    worst = max(per_metric, key=lambda m: per_metric[m]["shortfall"])
+    return {"available": True, "metric": "/".join(per_metric), "system": student, "baseline": teacher,
+            "n_cases": int(len(rows[student].index.intersection(rows[teacher].index))),
+            "system_mean": per_metric[worst]["student"], "baseline_mean": per_metric[worst]["teacher"],
+            "mean_diff": -per_metric[worst]["shortfall"], "wins": sum(v["kept"] for v in per_metric.values()),
+            "per_metric": per_metric, "passed": bool(passed)}
+
+
 def curriculum_checks(systems_dir: Path) -> dict:
     rows = load_clip_rows(systems_dir)
     checks = {name: paired(rows, metric, system, base) for name, metric, system, base in PAIRED_CHECKS}
     checks["identity_same_above_other"] = identity_check(rows)
+    for student in sorted(n for n in rows if n.startswith("distill:")):
+        checks[f"{student.replace(':', '_')}_keeps_teacher_quality"] = keeps_quality(rows, student)
     return checks
 
 
@@ -110,4 +141,4 @@ def write_report(systems_dir: Path, out: Path, backends: dict[str, str] | None =
     return checks
 
 
-__all__ = ["curriculum_checks", "ablation_table", "write_report", "paired", "identity_check", "load_clip_rows"]
+__all__ = ["ablation_table", "curriculum_checks", "identity_check", "load_clip_rows", "paired", "write_report"]

@@ -136,9 +136,9 @@ def to_markdown(table: pd.DataFrame, eval_doc: dict) -> str:
         "# Leaderboard",
         "",
         f"Benchmark `{b.get('version')}` ({b.get('n_cases')} cases, fingerprint `{b.get('fingerprint')}`): {b.get('rule')}.",
-        f"Profile `{eval_doc.get('profile')}`. Column headers name the backend in brackets; ✓/✗ = the metric passed/failed "
-        "its known-answer validation in stage 10_eval, ✗(kinds) naming the distortions it failed (do not rank on ✗ "
-        "columns). ↓ = lower is better; — = not run (weights not supplied) or not applicable.",
+        (f"Profile `{eval_doc.get('profile')}`. Column headers name the backend in brackets; ✓/✗ = the metric passed/failed "
+         "its known-answer validation in stage 10_eval, ✗(kinds) naming the distortions it failed (do not rank on ✗ "
+         "columns). ↓ = lower is better; — = not run (weights not supplied) or not applicable."),
         "",
         "## Measured on this benchmark",
         "",
@@ -150,17 +150,17 @@ def to_markdown(table: pd.DataFrame, eval_doc: dict) -> str:
         "",
         "## Metric validation (stage 10_eval)",
         "",
-        f"- Sync expert: offset within ±1 frame on {s.get('offset_within_1', math.nan):.0%} of shifted held-out clips "
-        f"(exact {s.get('offset_exact', math.nan):.0%}); LSE-C synced {s.get('synced_lse_c', math.nan):.3f} vs swapped "
-        f"audio {s.get('swap_lse_c', math.nan):.3f}.",
+        (f"- Sync expert: offset within ±1 frame on {s.get('offset_within_1', math.nan):.0%} of shifted held-out clips "
+         f"(exact {s.get('offset_exact', math.nan):.0%}); LSE-C synced {s.get('synced_lse_c', math.nan):.3f} vs swapped "
+         f"audio {s.get('swap_lse_c', math.nan):.3f}."),
         *[f"- Sync confidence `{name}`{' (ranked: Sync conf column)' if name == s.get('conf_variant') else ''}: "
           f"strictly falling at every larger |shift| on each side: {d.get('monotone')}; swapped audio "
           f"{d.get('swap', math.nan):.3f} vs synced {d.get('synced', math.nan):.3f} "
           f"(by |shift|: {', '.join(f'{k}: {c:.3f}' for k, c in d.get('by_abs_shift', {}).items())})."
           for name, d in s.get("variants", {}).items()],
-        f"- Identity: ROC AUC same vs different person {ic.get('auc', math.nan):.3f} on corpus clips across scenes "
-        f"({ic.get('n_pairs')} pairs), {ip.get('auc', math.nan):.3f} on {ip.get('n_people')} real package photos "
-        "(same = augmented views of one photo).",
+        (f"- Identity: ROC AUC same vs different person {ic.get('auc', math.nan):.3f} on corpus clips across scenes "
+         f"({ic.get('n_pairs')} pairs), {ip.get('auc', math.nan):.3f} on {ip.get('n_people')} real package photos "
+         "(same = augmented views of one photo)."),
         "- Quality (worse at every step of blur / noise / JPEG), per domain: "
         + " ".join(f"{dom} ({d.get('n_images')} images, {', '.join(d.get('sizes', []))}): "
                    + "; ".join(f"{k}: " + ", ".join(f"{m} {'✓' if ok else '✗'}" for m, ok in r.items())

@@ -75,7 +75,7 @@ def lagged_corr(x: np.ndarray, y: np.ndarray, max_lag: int = 2) -> tuple[float, 
         if n < 3 or a[:n].std() < 1e-8 or b[:n].std() < 1e-8:
             continue
         r = float(np.corrcoef(a[:n], b[:n])[0, 1])
-        if not best[0] == best[0] or r > best[0]:
+        if np.isnan(best[0]) or r > best[0]:
             best = (r, lag)
     return best
 

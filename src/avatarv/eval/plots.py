@@ -5,8 +5,8 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
 
 def sync_validation(sync: dict, loss_curve: list[float]):
@@ -53,7 +53,7 @@ def quality_validation(q: dict):
             for m, vals in d["scores"][kind].items():
                 ok = "✓" if d["monotone"][kind][m] else "✗"
                 a.plot(range(len(q["levels"][kind])), vals, "o-", label=f"{m} {ok}")
-            a.set_xticks(range(len(q["levels"][kind])), [str(l) for l in q["levels"][kind]])
+            a.set_xticks(range(len(q["levels"][kind])), [str(lv) for lv in q["levels"][kind]])
             a.set(title=f"{dom} · {kind} (✓ = worse at every step)", xlabel="level", ylabel="score (lower = better)")
             a.title.set_fontsize(9)
             a.legend(fontsize=8)

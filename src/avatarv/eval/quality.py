@@ -98,7 +98,7 @@ def load_qalign(weights: str, dtype: str = "fp16"):
     saved = []
     try:
         for cls in classes:
-            orig, patched = redirect(cls)
+            _, patched = redirect(cls)
             saved.append((cls, cls.__dict__.get("from_pretrained")))
             cls.from_pretrained = staticmethod(patched)
         model = qalign_arch.QAlign(dtype=dtype)
@@ -198,6 +198,6 @@ def degrade(frame: np.ndarray, kind: str, level: float, seed: int = 0) -> np.nda
         rng = np.random.default_rng(seed)
         return np.clip(frame + rng.normal(0, level, frame.shape), 0, 255).astype(np.uint8)
     if kind == "jpeg":
-        ok, enc = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(level)])
+        _, enc = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(level)])
         return np.ascontiguousarray(cv2.imdecode(enc, cv2.IMREAD_COLOR)[..., ::-1])
     raise ValueError(f"degrade: unknown kind {kind!r} (blur | noise | jpeg)")

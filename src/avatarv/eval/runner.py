@@ -47,7 +47,7 @@ class EvalSettings:
     chunk_seconds: float = 2.0
 
     @classmethod
-    def from_config(cls, cfg, **over) -> "EvalSettings":
+    def from_config(cls, cfg, **over) -> EvalSettings:
         e = cfg.eval
         kw = dict(syncnet_weights=e.syncnet_weights, arcface_onnx=e.arcface_onnx, qalign_weights=e.qalign_weights,
                   identity_backend="arcface" if e.arcface_onnx else "dlib", max_offset_frames=e.max_offset_frames)

@@ -68,7 +68,7 @@ def run_systems(cfg, corpus: Path, cases: list[dict], settings: EvalSettings, ou
         "static_frame": {"kind": "baseline", "make": lambda d: systems.static_frame(cases, corpus, d, secs)},
     }
     for name, ckpt in systems.find_checkpoints().items():
-        plan[name] = {"kind": "ablation" if ":" in name or name not in systems.STAGE_ORDER else "trained stage",
+        plan[name] = {"kind": systems.row_kind(name),
                       "checkpoint": str(ckpt),
                       "make": lambda d, ckpt=ckpt: systems.generated(cases, corpus, d, ckpt, cfg.seed, cfg.eval.generate_steps,
                                                                      secs)}

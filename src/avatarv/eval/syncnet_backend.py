@@ -97,6 +97,6 @@ def full_pipeline(video_path: str, syncnet_weights: str, s3fd_weights: str, devi
     from syncnet_python import SyncNetPipeline
 
     pipe = SyncNetPipeline({"s3fd_weights": s3fd_weights, "syncnet_weights": syncnet_weights}, device=device)
-    offsets, confs, dists, conf, dist, _, has_face = pipe.inference(str(video_path), None)
+    offsets, confs, _dists, conf, dist, _, has_face = pipe.inference(str(video_path), None)
     return {"offset": int(offsets[int(np.argmax(confs))]) if offsets else 0, "lse_c": float(conf), "lse_d": float(dist),
             "has_face": bool(has_face), "backend": "syncnet-python SyncNetPipeline (S3FD + SyncNet, user weights)"}

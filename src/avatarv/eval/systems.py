@@ -18,6 +18,16 @@ from ..media import read_video, write_video
 from ..paths import RUNS
 
 STAGE_ORDER = ("t2v", "a2v", "sft", "lora", "distill", "rlhf", "refiner")
+# a stage's final model under a more telling row name: stage 4's final model is its DMD student (its CFG-distilled
+# phase-1 student is runs/distill/ablations/cfg → "distill:cfg")
+ROW_NAMES = {"distill": "distill:dmd"}
+
+
+def row_kind(name: str) -> str:
+    """The leaderboard's kind column: a curriculum stage's model, a distilled student, or an ablation."""
+    if name.startswith("distill:"):
+        return "distilled student"
+    return "ablation" if ":" in name or name not in STAGE_ORDER else "trained stage"
 
 
 def find_checkpoints(runs: Path = RUNS) -> dict[str, Path]:
@@ -36,7 +46,8 @@ def find_checkpoints(runs: Path = RUNS) -> dict[str, Path]:
             continue
         found["/".join(rel.parts).replace("/ablations/", ":")] = d  # runs/sft/ablations/x/final → "sft:x"
     order = {s: i for i, s in enumerate(STAGE_ORDER)}
-    return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+    ranked = sorted(found.items(), key=lambda kv: (order.get(kv[0].split(":")[0], len(order)), ":" in kv[0], kv[0]))
+    return {ROW_NAMES.get(name, name): d for name, d in ranked}
 
 
 def write_references(cases: list[dict], corpus_dir: Path, out: Path) -> Path:

@@ -137,8 +137,8 @@ def _quality_ladder(frames: list[np.ndarray], levels, metrics) -> dict:
     for kind, lv in levels.items():
         table[kind] = {}
         for m in metrics:
-            vals = [float(np.mean([quality.METRICS[m](quality.degrade(f, kind, l, seed=i)) for i, f in enumerate(frames)]))
-                    for l in lv]
+            vals = [float(np.mean([quality.METRICS[m](quality.degrade(f, kind, level, seed=i)) for i, f in enumerate(frames)]))
+                    for level in lv]
             table[kind][m] = vals
             worse = [(b > a) if quality.LOWER_IS_BETTER[m] else (b < a) for a, b in pairwise(vals)]
             mono.setdefault(kind, {})[m] = bool(all(worse))

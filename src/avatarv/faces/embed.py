@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .box import Box
-from .landmarks import _predictor, _rect, five_points, landmarks_68
+from .landmarks import dlib_rect, five_points, landmarks_68, shape_predictor_68
 
 BACKENDS = ("dlib", "arcface")
 
@@ -75,15 +75,15 @@ def embed_faces(
     if backend == "dlib":
         import dlib
 
-        enc, pred = _dlib_encoder(), _predictor()
+        enc, pred = _dlib_encoder(), shape_predictor_68()
         out = []
-        for i, (f, b) in enumerate(zip(frames, boxes)):
-            f = np.ascontiguousarray(f, dtype=np.uint8)
+        for i, (frame, b) in enumerate(zip(frames, boxes)):
+            f = np.ascontiguousarray(frame, dtype=np.uint8)
             if landmarks is not None:
                 pts = [dlib.point(int(round(x)), int(round(y))) for x, y in np.asarray(landmarks[i]).reshape(68, 2)]
-                shape = dlib.full_object_detection(_rect(b), pts)
+                shape = dlib.full_object_detection(dlib_rect(b), pts)
             else:
-                shape = pred(f, _rect(b))
+                shape = pred(f, dlib_rect(b))
             out.append(np.array(enc.compute_face_descriptor(f, shape, 0)))
         return _normalise(np.stack(out))
     if backend == "arcface":

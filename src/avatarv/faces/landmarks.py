@@ -21,14 +21,14 @@ _INNER_PAIRS = ((61, 67), (62, 66), (63, 65))
 
 
 @functools.lru_cache(maxsize=1)
-def _predictor():
+def shape_predictor_68():
     import dlib
     import face_recognition_models as frm
 
     return dlib.shape_predictor(frm.pose_predictor_model_location())
 
 
-def _rect(box: Box):
+def dlib_rect(box: Box):
     import dlib
 
     return dlib.rectangle(int(round(box.x0)), int(round(box.y0)), int(round(box.x1)) - 1, int(round(box.y1)) - 1)
@@ -41,7 +41,7 @@ def landmarks_68(frame: np.ndarray, box: Box) -> np.ndarray:
     is there; this function only localises.
     """
     frame = np.ascontiguousarray(frame, dtype=np.uint8)
-    shape = _predictor()(frame, _rect(box))
+    shape = shape_predictor_68()(frame, dlib_rect(box))
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import AvatarVError, InputError
 from .inputs import read_reference, read_speech
+
 DEFAULT_CHECKPOINTS = ("sft", "a2v")  # runs/<stage>/final, best first
 
 

@@ -42,7 +42,7 @@ class ConditionSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "ConditionSpec":
+    def from_dict(cls, d: dict[str, Any] | None) -> ConditionSpec:
         d = dict(d or {})
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:

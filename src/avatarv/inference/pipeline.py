@@ -38,6 +38,11 @@ from diffusers.utils import BaseOutput
 from tqdm.auto import tqdm
 
 from ..diffusion.guidance import Guidance, guided_velocity
+
+# imported for their side effect: from_pretrained resolves saved components by module name
+from ..models import audio_encoder as _audio_encoder  # noqa: F401
+from ..models import dit as _dit  # noqa: F401
+from ..models import vae as _vae  # noqa: F401
 from ..models.audio_features import log_mel
 from ..models.latent_time import as_latent_rate, expand_to_video_rate, latent_frames_for, video_frames_for
 from .conditions import ConditionSpec, WindowConditions, from_reference, prior_mean
@@ -208,6 +213,7 @@ class AvatarVPipeline(DiffusionPipeline):
         use_motion = spec.motion
         segments = conditions.segments()
         bridge_lat, bridge_mot = latents[:, :, :n_bridge].clone(), motion[:, :n_bridge].clone()
+        weights = guidance.as_tensor(len(latents), device) if tr.config.guidance_embed else None
         lat, mot = latents, motion
         self.scheduler.set_timesteps(sigmas=self.sigmas(steps), device=device)
         for t in self.scheduler.timesteps:
@@ -215,7 +221,7 @@ class AvatarVPipeline(DiffusionPipeline):
 
             def predict(use_ref: bool, use_audio: bool):
                 kw = dict(audio=audio if use_audio else None, n_bridge=n_bridge, audio_lead=audio_lead,
-                          **conditions.dit_kwargs())
+                          guidance=weights, **conditions.dit_kwargs())
                 m_in = mot if use_motion else None
                 if use_reference_cache:
                     out = tr(lat, sigma, m_in, reference=reference_cache if use_ref else None, **kw)
@@ -224,7 +230,10 @@ class AvatarVPipeline(DiffusionPipeline):
                 # without a motion stream the motion state is carried unchanged (zero velocity)
                 return out.sample, (out.motion if use_motion else torch.zeros_like(mot))
 
-            v_lat, v_mot = guided_velocity(predict, guidance)
+            if tr.config.guidance_embed:  # a CFG-distilled student: the weights are an input, one pass
+                v_lat, v_mot = predict(True, True)
+            else:
+                v_lat, v_mot = guided_velocity(predict, guidance)
             packed = torch.cat([lat.flatten(), mot.flatten()])
             v = torch.cat([v_lat.flatten(), v_mot.flatten()])
             packed = self.scheduler.step(v.float(), t, packed.float()).prev_sample.to(dtype)
@@ -343,9 +352,10 @@ class AvatarVPipeline(DiffusionPipeline):
                                      sample_rate=sample_rate)
 
 
-def pipeline_from_config(cfg, vae, transformer, audio_encoder, conditions: ConditionSpec | dict | None = None) -> AvatarVPipeline:
-    """Assemble the pipeline from trained parts, params.yaml's `sampling` knobs and the conditions the transformer
-    was trained with (what every stage saves with `save_pretrained`)."""
+def pipeline_from_config(cfg, vae, transformer, audio_encoder, conditions: ConditionSpec | dict | None = None,
+                         steps: int | None = None) -> AvatarVPipeline:
+    """Assemble the pipeline from trained parts, params.yaml's `sampling` knobs (`steps` overrides the step count:
+    a distilled student's) and the conditions the transformer was trained with (what every stage saves)."""
     from ..diffusion.scheduler import make_scheduler
 
     s = cfg.sampling
@@ -354,7 +364,7 @@ def pipeline_from_config(cfg, vae, transformer, audio_encoder, conditions: Condi
                            scheduler=make_scheduler(s.flow_shift), fps=cfg.corpus.fps,
                            chunk_latent_frames=s.chunk_latent_frames, bridge_latent_frames=s.bridge_latent_frames,
                            anchor_latent_frames=s.anchor_latent_frames,
-                           reference_latent_frames=s.reference_latent_frames, steps=s.steps, cfg_audio=s.cfg_audio,
+                           reference_latent_frames=s.reference_latent_frames, steps=steps or s.steps, cfg_audio=s.cfg_audio,
                            cfg_reference=s.cfg_reference, conditions=conditions)
 
 
@@ -365,7 +375,6 @@ def is_saved_pipeline(path) -> bool:
 def load_pipeline(path) -> AvatarVPipeline:
     """A pipeline saved by a training stage (runs/<stage>/final) or by `save_pretrained`, in eval mode."""
     from ..errors import AvatarVError, InputError
-    from ..models import audio_encoder, dit, vae  # noqa: F401  (diffusers resolves the components by module)
 
     path = Path(path)
     if not is_saved_pipeline(path):

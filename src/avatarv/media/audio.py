@@ -31,7 +31,7 @@ def load_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.nda
     if path.suffix.lower() in (".wav", ".flac", ".ogg"):
         try:
             data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        except Exception as e:  # soundfile raises several types for broken files
+        except Exception as e:  # noqa: BLE001 - soundfile raises several types for broken files
             raise MediaError(path, f"unreadable audio ({type(e).__name__}: {e})") from None
         audio = data.mean(axis=1)
     else:

@@ -56,7 +56,7 @@ def _open(path: Path):
         raise MediaError(path, "file is empty")
     try:
         return av.open(str(path))
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - PyAV raises many types for a bad container; one MediaError names the file
         raise MediaError(path, f"not a readable media container ({type(e).__name__})") from None
 
 
@@ -111,14 +111,11 @@ def read_video(path: str | Path, *, need_audio: bool = False, video: bool = True
                     a = f.to_ndarray()
                     if a.dtype.kind == "i":
                         a = a.astype(np.float32) / np.iinfo(a.dtype).max
-                    if f.format.is_planar:
-                        a = a.mean(axis=0)
-                    else:
-                        a = a.reshape(-1, len(f.layout.channels)).mean(axis=1)
+                    a = a.mean(axis=0) if f.format.is_planar else a.reshape(-1, len(f.layout.channels)).mean(axis=1)
                     chunks.append(a.astype(np.float32))
     except MediaError:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - a corrupt stream can raise anything from PyAV; one MediaError names the file
         raise MediaError(path, f"corrupt or truncated stream ({type(e).__name__}: {str(e)[:80]})") from None
     if video and not frames:
         raise MediaError(path, "video stream has no decodable frames (truncated?)")
@@ -145,34 +142,33 @@ def write_video(
     t, h, w, _ = frames.shape
     if h % 2 or w % 2:
         raise ValueError(f"{path}: H.264 yuv420p needs even frame sizes, got {w}x{h}")
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4", options={"fflags": "+bitexact"}) as c:
-            vs = c.add_stream("libx264", rate=Fraction(int(fps), 1))
-            vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-            vs.options = {"crf": str(crf), "preset": "medium", "threads": "1", "x264-params": "threads=1:lookahead-threads=1"}
-            vs.thread_count = 1
-            ast = None
-            if audio is not None and len(audio):
-                ast = c.add_stream("aac", rate=int(sample_rate))
-                ast.layout = "mono"
-                ast.thread_count = 1
-            for i in range(t):
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i].astype(np.uint8)), format="rgb24")
-                frame.pts = i
-                for pkt in vs.encode(frame):
-                    c.mux(pkt)
-            for pkt in vs.encode():
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4", options={"fflags": "+bitexact"}) as c:
+        vs = c.add_stream("libx264", rate=Fraction(int(fps), 1))
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.options = {"crf": str(crf), "preset": "medium", "threads": "1", "x264-params": "threads=1:lookahead-threads=1"}
+        vs.thread_count = 1
+        ast = None
+        if audio is not None and len(audio):
+            ast = c.add_stream("aac", rate=int(sample_rate))
+            ast.layout = "mono"
+            ast.thread_count = 1
+        for i in range(t):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i].astype(np.uint8)), format="rgb24")
+            frame.pts = i
+            for pkt in vs.encode(frame):
                 c.mux(pkt)
-            if ast is not None:
-                a = np.clip(np.asarray(audio, np.float32), -1, 1)
-                step = 1024
-                for i in range(0, len(a), step):
-                    chunk = a[i : i + step]
-                    af = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
-                    af.sample_rate = int(sample_rate)
-                    af.pts = i
-                    for pkt in ast.encode(af):
-                        c.mux(pkt)
-                for pkt in ast.encode():
+        for pkt in vs.encode():
+            c.mux(pkt)
+        if ast is not None:
+            a = np.clip(np.asarray(audio, np.float32), -1, 1)
+            step = 1024
+            for i in range(0, len(a), step):
+                chunk = a[i : i + step]
+                af = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
+                af.sample_rate = int(sample_rate)
+                af.pts = i
+                for pkt in ast.encode(af):
                     c.mux(pkt)
+            for pkt in ast.encode():
+                c.mux(pkt)
     return Path(path)

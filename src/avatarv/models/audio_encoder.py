@@ -88,7 +88,7 @@ class PretrainedAudioBackbone(nn.Module):
     @property
     def hidden_size(self) -> int:
         cfg = self.model.config
-        return int(getattr(cfg, "hidden_size", None) or getattr(cfg, "d_model"))
+        return int(getattr(cfg, "hidden_size", None) or cfg.d_model)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, samples) at 16 kHz -> (B, frames, hidden) at the backbone's own rate (50 Hz for both families)."""

@@ -35,7 +35,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .dit_blocks import AvatarBlock, Segment, TimestepEmbedding, _per_frame
+from .dit_blocks import AvatarBlock, Segment, TimestepEmbedding, per_frame, sinusoidal_embedding
 from .latent_time import as_latent_rate, audio_windows, pool_to_latent_rate
 from .reference_attention import (
     attend,
@@ -82,6 +82,7 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         motion_mean: list[float] | None = None,
         motion_std: list[float] | None = None,
         condition_prior_var: float | None = None,
+        guidance_embed: bool = False,
     ):
         super().__init__()
         D = hidden
@@ -93,6 +94,10 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         self.motion_embed = nn.Sequential(nn.Linear(motion_dim, D), nn.SiLU(), nn.Linear(D, D))
         self.motion_type = nn.Parameter(torch.randn(D) * 0.02)
         self.time_embed = TimestepEmbedding(D)
+        if guidance_embed:  # a CFG-distilled student: the guidance weights are an input, not extra passes
+            self.guidance_mlp = nn.Sequential(nn.Linear(2 * 64, D), nn.SiLU(), nn.Linear(D, D))
+            nn.init.zeros_(self.guidance_mlp[-1].weight)  # starts as the model it is distilled from
+            nn.init.zeros_(self.guidance_mlp[-1].bias)
         self.text_proj = nn.Sequential(nn.Linear(text_dim, D), nn.GELU(approximate="tanh"), nn.Linear(D, D))
         self.audio_proj = nn.Sequential(nn.Linear(audio_dim, D), nn.GELU(approximate="tanh"), nn.Linear(D, D))
         self.null_text = nn.Parameter(torch.randn(1, 1, text_dim) * 0.02)
@@ -104,13 +109,17 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         self.motion_out = nn.Linear(D, motion_dim)
         self.gradient_checkpointing = False
 
-    def with_config(self, **changes) -> "AvatarTransformer3DModel":
+    def with_config(self, **changes) -> AvatarTransformer3DModel:
         """The same weights under a config with `changes`: statistics a later stage measures (the condition prior's
-        s², the motion stream's units) become part of a new model's config instead of a patched one."""
+        s², the motion stream's units) become part of a new model's config instead of a patched one; a module the
+        change adds (the guidance embedding) starts as initialised, which leaves the output unchanged."""
         config = {k: v for k, v in {**self.config, **changes}.items() if not k.startswith("_")}
         with torch.random.fork_rng(devices=[]):  # building the copy must not move the global RNG
             new = type(self)(**config)
-        new.load_state_dict(self.state_dict())
+        missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("guidance_mlp.") for k in missing):
+            raise ValueError(f"with_config({sorted(changes)}) changes the weights' shapes: missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}")
         return new.to(device=self.device, dtype=self.dtype)
 
     # --------------------------------------------------------------------------------------------- motion units
@@ -201,9 +210,22 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         block_mod, out_mod = self.time_embed(torch.zeros(1, device=device))
         return block_mod[:, None].to(dtype), out_mod[:, None].to(dtype)
 
-    def _generation_mods(self, timestep: torch.Tensor, n_frames: int, n_clean: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-frame modulation (B, T, 6|2, D): the first n_clean (bridge) frames are modulated as clean (t = 0)."""
-        block_mod, out_mod = self.time_embed(timestep)
+    def _guidance_embedding(self, guidance: torch.Tensor | None, batch: int, device) -> torch.Tensor | None:
+        """(B, 2) guidance weights (audio, reference) → (B, D); None for a model without the embedding."""
+        if not self.config.guidance_embed:
+            return None
+        if guidance is None:
+            raise ValueError("this transformer is CFG-distilled: pass guidance=(audio, reference) weights")
+        g = torch.as_tensor(guidance, device=device, dtype=torch.float32).reshape(-1, 2).expand(batch, 2)
+        # weights of ~1–5 spread over the sinusoid's periods like flow times ×100
+        feats = torch.cat([sinusoidal_embedding(g[:, 0] / 10, 64), sinusoidal_embedding(g[:, 1] / 10, 64)], -1)
+        return self.guidance_mlp(feats.to(self.guidance_mlp[0].weight.dtype))
+
+    def _generation_mods(self, timestep: torch.Tensor, n_frames: int, n_clean: int, dtype,
+                         guidance: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-frame modulation (B, T, 6|2, D): the first n_clean (bridge) frames are modulated as clean (t = 0);
+        the guidance embedding moves the noisy frames' modulation only (the reference's stays step-independent)."""
+        block_mod, out_mod = self.time_embed(timestep, self._guidance_embedding(guidance, len(timestep), timestep.device))
         block_mod, out_mod = block_mod[:, None].to(dtype), out_mod[:, None].to(dtype)
         if n_clean <= 0:
             return block_mod, out_mod
@@ -245,7 +267,7 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         p, C = self.config.patch, self.config.in_channels
         layout = [Segment(T, S, out_mod)]
         table = self.out_table
-        x = _per_frame(self.norm_out(x), layout, lambda xf, m: xf * (1 + (m + table)[:, :, 1, None]) + (m + table)[:, :, 0, None])
+        x = per_frame(self.norm_out(x), layout, lambda xf, m: xf * (1 + (m + table)[:, :, 1, None]) + (m + table)[:, :, 0, None])
         x = x.unflatten(1, (T, S))
         video = self.proj_out(x[:, :, : h * w])  # (B, T, hw, C·p·p)
         B = video.shape[0]
@@ -311,11 +333,11 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
 
     # --------------------------------------------------------------------------------------------- forward
     def _prepare(self, latents, timestep, motion, audio, text, n_bridge, text_mask, drop_audio, drop_text, audio_lead,
-                 cond_frame=None):
+                 cond_frame=None, guidance=None):
         B, _, T = latents.shape[:3]
         timestep = torch.as_tensor(timestep, device=latents.device, dtype=torch.float32).reshape(-1).expand(B)
         x, S, h, w = self._embed(latents, motion, cond_frame)
-        block_mod, out_mod = self._generation_mods(timestep, T, n_bridge, x.dtype)
+        block_mod, out_mod = self._generation_mods(timestep, T, n_bridge, x.dtype, guidance)
         rope = self._rope(T, h, w, 0.0, motion is not None, x.device)
         text_ctx = self._text_context(text, text_mask, drop_text, B, x.device, x.dtype)
         audio_ctx = self._audio_context(audio, T, audio_lead, drop_audio, B, x.device, x.dtype)
@@ -337,6 +359,7 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         audio_lead: int = 0,
         cond_frame: torch.Tensor | None = None,
         prior_mean: torch.Tensor | None = None,
+        guidance: torch.Tensor | None = None,
         return_dict: bool = True,
     ):
         """Velocity of the generation tokens; the reference enters only through its cached K/V. `cond_frame`
@@ -344,7 +367,8 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         (B, C, T, H', W') replaces it as the condition prior's mean per frame (models/motion_plan.py)."""
         T = latents.shape[2]
         x, S, h, w, seg, out_mod, rope, text_ctx, audio_ctx = self._prepare(
-            latents, timestep, motion, audio, text, n_bridge, text_mask, drop_audio, drop_text, audio_lead, cond_frame)
+            latents, timestep, motion, audio, text, n_bridge, text_mask, drop_audio, drop_text, audio_lead, cond_frame,
+            guidance)
         keep = None if drop_reference is None else ~drop_reference.bool()
         for i, block in enumerate(self.blocks):
             if reference is None:
@@ -374,13 +398,15 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
         audio_lead: int = 0,
         cond_frame: torch.Tensor | None = None,
         prior_mean: torch.Tensor | None = None,
+        guidance: torch.Tensor | None = None,
     ) -> AvatarTransformerOutput:
         """The same model without the cache: reference segments and generation tokens form one joint sequence
         that goes through every layer at every call, self-attention under the segment mask (dense / sparse / flex).
         Slow; it exists to prove the cached path exact and to benchmark against."""
         B, T = latents.shape[0], latents.shape[2]
         x, S, h, w, seg, out_mod, rope, text_ctx, audio_ctx = self._prepare(
-            latents, timestep, motion, audio, text, n_bridge, text_mask, drop_audio, drop_text, audio_lead, cond_frame)
+            latents, timestep, motion, audio, text, n_bridge, text_mask, drop_audio, drop_text, audio_lead, cond_frame,
+            guidance)
         xs, layout, cos, sin = [], [], [], []
         clean = self._clean_mods(x.device, x.dtype)[0]
         for k, (rl, rm) in enumerate(reference_segments):
@@ -407,7 +433,7 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
 
 def transformer_from_config(dit_cfg, in_channels: int, sample_size: int = 64, temporal_downsample: int = 4) -> AvatarTransformer3DModel:
     """Build the DiT from the typed `DiTConfig` section (config.py) and the VAE's latent channels."""
-    if list(dit_cfg.patch)[0] != 1 or dit_cfg.patch[1] != dit_cfg.patch[2]:
+    if dit_cfg.patch[0] != 1 or dit_cfg.patch[1] != dit_cfg.patch[2]:
         raise ValueError(f"dit.patch {dit_cfg.patch}: only 1×p×p patches are supported")
     return AvatarTransformer3DModel(
         in_channels=in_channels, hidden=dit_cfg.hidden, layers=dit_cfg.layers, heads=dit_cfg.heads,

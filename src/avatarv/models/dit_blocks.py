@@ -37,7 +37,7 @@ class Segment:
         return self.n_frames * self.tokens_per_frame
 
 
-def _per_frame(x: torch.Tensor, layout: Sequence[Segment], fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def per_frame(x: torch.Tensor, layout: Sequence[Segment], fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """Apply fn(x_frames (B, T, S, D), mod (B, T|1, K, D)) segment by segment."""
     if len(layout) == 1:
         s = layout[0]
@@ -64,8 +64,11 @@ class TimestepEmbedding(nn.Module):
         self.to_block_mod = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         self.to_out_mod = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
 
-    def forward(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, t: torch.Tensor, extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`extra` (B, D) is added to the time embedding before the modulation heads (the guidance embedding)."""
         emb = self.mlp(sinusoidal_embedding(t, self.freq_dim).to(self.mlp[0].weight.dtype))
+        if extra is not None:
+            emb = emb + extra.to(emb.dtype)
         return self.to_block_mod(emb).unflatten(-1, (6, -1)), self.to_out_mod(emb).unflatten(-1, (2, -1))
 
 
@@ -135,11 +138,11 @@ class AvatarBlock(nn.Module):
             m = mod + table
             return xf * (1 + m[:, :, i_scale, None]) + m[:, :, i_shift, None]
 
-        return _per_frame(norm(x), layout, fn)
+        return per_frame(norm(x), layout, fn)
 
     def _gated(self, y: torch.Tensor, layout: Sequence[Segment], i_gate: int) -> torch.Tensor:
         table = self.mod_table
-        return _per_frame(y, layout, lambda yf, mod: yf * (mod + table)[:, :, i_gate, None])
+        return per_frame(y, layout, lambda yf, mod: yf * (mod + table)[:, :, i_gate, None])
 
     def qkv(self, x: torch.Tensor, layout: Sequence[Segment], rope: tuple[torch.Tensor, torch.Tensor]):
         """(B, H, N, d) queries, keys, values; q/k RMS-normed and rotated (keys are what the cache stores)."""

@@ -150,7 +150,7 @@ def _assemble(pose: np.ndarray, shift: np.ndarray, feats: dict[str, np.ndarray],
     return out
 
 
-def _per_frame(value: Any, width: int | None = None) -> np.ndarray:
+def per_frame(value: Any, width: int | None = None) -> np.ndarray:
     """A parquet list column (list / ndarray of arrays) -> float (T,) or (T, width); empty entries -> NaN."""
     rows = list(value)
     if width is None:
@@ -160,15 +160,15 @@ def _per_frame(value: Any, width: int | None = None) -> np.ndarray:
 
 def motion_from_manifest_row(row: Any) -> np.ndarray:
     """A manifest.parquet row (dict or pandas Series) -> (T, 16) float32 motion from the corpus ground truth."""
-    pose = _per_frame(row["head_pose"], 3)
-    shift = _per_frame(row["head_shift"], 2)
-    lm = _per_frame(row["landmarks"], 136).reshape(-1, 68, 2)
+    pose = per_frame(row["head_pose"], 3)
+    shift = per_frame(row["head_shift"], 2)
+    lm = per_frame(row["landmarks"], 136).reshape(-1, 68, 2)
     valid = np.isfinite(lm).all(axis=(1, 2))
     feats = landmark_features(_fill_missing(np.nan_to_num(lm), valid)) if valid.any() else None
     if feats is None:
         feats = {k: np.zeros(len(pose)) for k in ("mouth_open", "mouth_width", "blink", "brow")}
         feats["expr"] = np.zeros((len(pose), N_EXPR))
-    gt = {k: _per_frame(row[k]) for k in ("mouth_open", "mouth_width", "blink", "brow")}
+    gt = {k: per_frame(row[k]) for k in ("mouth_open", "mouth_width", "blink", "brow")}
     return _assemble(np.nan_to_num(pose), np.nan_to_num(shift), feats, **gt)
 
 

@@ -74,7 +74,7 @@ class CausalTimeConv(nn.Module):
         self.mix = nn.Conv2d(kernel * channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t = x.shape[:2]
+        t = x.shape[1]
         padded = torch.cat([x[:, :1].expand(-1, self.kernel - 1, -1, -1, -1), x], dim=1)
         stacked = torch.cat([padded[:, i : i + t] for i in range(self.kernel)], dim=2)
         return self.mix(_flat(stacked)).reshape(x.shape)

@@ -14,13 +14,22 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..inference.conditions import ConditionSpec
 from ..data.datasets import WindowBatches, window_batch
+from ..inference.conditions import ConditionSpec
 from .generator import AvatarGenerator
 from .loop import loss_drop, make_accelerator, train_loop
 from .objectives import FlowSpec, SyncLoss, flow_loss
-from .stage import (SYNC_GRADER_SEED_OFFSET, StageOutcome, StagePaths, init_generator, load_stage_vae, load_sync_judge,
-                    pick_device, stage_windows, validation_loss)
+from .stage import (
+    SYNC_GRADER_SEED_OFFSET,
+    StageOutcome,
+    StagePaths,
+    init_generator,
+    load_stage_vae,
+    load_sync_judge,
+    pick_device,
+    stage_windows,
+    validation_loss,
+)
 
 STAGE = "a2v"
 # how this stage feeds the transformer; saved with its pipeline, so sampling feeds it the same way

@@ -13,6 +13,7 @@ STAGES: dict[str, str] = {
     "a2v": "avatarv.train.a2v",
     "sft": "avatarv.train.sft",
     "lora": "avatarv.train.lora",
+    "distill": "avatarv.train.distill",
 }
 
 

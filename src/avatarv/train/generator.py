@@ -25,7 +25,7 @@ class AvatarGenerator(nn.Module):
         self.audio_encoder = audio_encoder
 
     @classmethod
-    def from_config(cls, cfg: Config, latent_channels: int, temporal_downsample: int | None = None) -> "AvatarGenerator":
+    def from_config(cls, cfg: Config, latent_channels: int, temporal_downsample: int | None = None) -> AvatarGenerator:
         """`temporal_downsample`: the trained VAE's (default params.yaml `vae`), so latent-time maps match it."""
         d = cfg.dit
         td = cfg.vae.temporal_downsample if temporal_downsample is None else temporal_downsample
@@ -48,10 +48,10 @@ class AvatarGenerator(nn.Module):
             reference = self.transformer.encode_reference(ref_latents, ref_motion, ref_motion_context)
         return self.transformer(latents, timestep, audio=audio, reference=reference, **dit_kwargs)
 
-    def save(self, path: str | Path, vae, cfg: Config, conditions: ConditionSpec) -> Path:
+    def save(self, path: str | Path, vae, cfg: Config, conditions: ConditionSpec, steps: int | None = None) -> Path:
         """A complete pipeline (`AvatarVPipeline.save_pretrained`: transformer, VAE, audio encoder, scheduler, the
-        sampling knobs of params.yaml and the conditions this stage trained with), written beside `path` and renamed
-        onto it, so a failed save never leaves half a checkpoint."""
+        sampling knobs of params.yaml, or `steps` for a distilled student, and the conditions this stage trained
+        with), written beside `path` and renamed onto it, so a failed save never leaves half a checkpoint."""
         import shutil
 
         from ..inference.pipeline import pipeline_from_config
@@ -59,13 +59,14 @@ class AvatarGenerator(nn.Module):
         path = Path(path)
         tmp = path.with_name(path.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        pipeline_from_config(cfg, vae, self.transformer, self.audio_encoder, conditions).save_pretrained(str(tmp))
+        pipe = pipeline_from_config(cfg, vae, self.transformer, self.audio_encoder, conditions, steps=steps)
+        pipe.save_pretrained(str(tmp))
         shutil.rmtree(path, ignore_errors=True)
         tmp.rename(path)
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "AvatarGenerator":
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> AvatarGenerator:
         path = Path(path)
         if not (path / "transformer" / "config.json").exists():
             raise InputError(path, "no saved generator here (expected transformer/ and audio_encoder/)")

@@ -22,9 +22,10 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -263,7 +264,7 @@ def write_history(path: Path, history: list[dict[str, float]]) -> None:
 
 
 def read_history(path: str | Path) -> list[dict[str, float]]:
-    return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def smooth(values: list[float], window: int = 10) -> list[float]:

@@ -107,9 +107,9 @@ def _identity_similarity(paths, vae, ws, items, base, tuned, conditions, seed) -
     judge_dir = paths.run_dir("sft") / "face_embedder_eval"
     if not (judge_dir / "config.json").exists():
         return {}
+    from ..diffusion.guidance import Guidance
     from ..models.face_embedder import FaceEmbedder
     from .identity import embed_frames
-    from ..diffusion.guidance import Guidance
     from .proof import generate_for_pairs
 
     judge = FaceEmbedder.from_pretrained(str(judge_dir)).eval()

@@ -18,8 +18,9 @@ The total is `flow + Σ weight·term` with weights from params.yaml `train.<stag
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -170,6 +171,20 @@ def audio_mouth_loss(model, batch: dict[str, Any]) -> torch.Tensor:
     return F.mse_loss(pred[:, : target.shape[1]], target)
 
 
+def condition_kwargs(transformer, c: ConditionSpec, batch: dict[str, Any], n_frames: int, td: int,
+                     text_lookup: Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, Any]:
+    """The conditioning keyword arguments of one `AvatarGenerator` call on a training batch (teacher forcing,
+    inference/conditions.py): frame condition and prior mean, text, log-mel, reference segments."""
+    text = text_lookup(batch["captions"]) if c.text and text_lookup is not None else None
+    window = teacher_forced(transformer, c, batch, n_frames, td, text=text)
+    kw: dict[str, Any] = window.dit_kwargs()
+    if c.audio:
+        kw["mel"] = batch["mel"].float()
+    if c.reference:
+        kw.update(ref_latents=window.ref_latents, ref_motion=window.ref_motion, ref_motion_context=window.ref_context)
+    return kw
+
+
 def flow_loss(
     model,
     batch: dict[str, Any],
@@ -183,7 +198,7 @@ def flow_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """One stochastic evaluation of the stage objective on a micro-batch (randomness only from `gen`)."""
     x0 = batch["latents"].float()
-    B, C, T, H, W = x0.shape
+    B, _, T, H, W = x0.shape
     dev = x0.device
     t = sample_timesteps(B, gen, spec.timestep_shift, dev)
     noise = torch.randn(x0.shape, generator=gen, device=dev)
@@ -202,17 +217,13 @@ def flow_loss(
         return torch.rand(B, generator=gen, device=dev) < spec.cond_dropout
 
     tr = unwrap(model).transformer
-    text = text_lookup(batch["captions"]) if c.text and text_lookup is not None else None
-    window = teacher_forced(tr, c, batch, T, td, text=text)
-    kw: dict[str, Any] = {"n_bridge": n_bridge, **window.dit_kwargs()}
-    if window.text is not None:
+    kw = {"n_bridge": n_bridge, **condition_kwargs(tr, c, batch, T, td, text_lookup)}
+    if kw.get("text") is not None:
         kw["drop_text"] = drop()
     if c.audio:
-        kw["mel"] = batch["mel"].float()
         kw["drop_audio"] = drop()
     if c.reference:
-        kw.update(ref_latents=window.ref_latents, ref_motion=window.ref_motion, ref_motion_context=window.ref_context,
-                  drop_reference=drop())
+        kw["drop_reference"] = drop()
     m_v = None
     if c.motion:
         m0 = tr.normalize_motion(pool_to_latent_rate(batch["motion"].float(), td)[:, :T])

@@ -4,6 +4,7 @@ identities."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +23,13 @@ def log_history(history: list[dict[str, float]], prefix: str = "train", every: i
         return
     if not mlflow.active_run():
         return
-    from mlflow.entities import Metric
-
     import time
+
+    from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     metrics = [Metric(f"{prefix}/{k}", float(v), now, int(h["step"]))
-               for h in history[::every] for k, v in h.items() if k != "step" and v == v]
+               for h in history[::every] for k, v in h.items() if k != "step" and not math.isnan(float(v))]
     client = mlflow.MlflowClient()
     run_id = mlflow.active_run().info.run_id
     for i in range(0, len(metrics), 1000):
@@ -146,7 +147,7 @@ def spread_indices(ws, split: str, n: int) -> list[int]:
 
 
 def ablation_markdown(table: pd.DataFrame, backend: str, notes: list[str]) -> str:
-    cols = [c for c in table.columns]
+    cols = list(table.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in table.iterrows():
         lines.append("| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r.values) + " |")

@@ -30,7 +30,7 @@ def sample_latents(pipe: AvatarVPipeline, shape: tuple[int, ...], window: Window
     (B, C, k, H, W) gives the first k latent frames clean (stage 2: the face image)."""
     tr = pipe.transformer
     dev = tr.device
-    B, C, T, H, W = shape
+    B, _, T, _, _ = shape
     x = torch.randn(shape, generator=generator, device=dev)
     m = torch.randn(B, T, tr.config.motion_dim, generator=generator, device=dev)
     n_bridge = 0 if bridge is None else bridge.shape[2]

@@ -18,13 +18,22 @@ from pathlib import Path
 import torch
 
 from ..config import Config
-from ..inference.conditions import ConditionSpec
 from ..data.datasets import PairBatches, WindowSet, load_pairs
+from ..inference.conditions import ConditionSpec
 from .identity import train_face_embedder
 from .loop import loss_drop, make_accelerator, train_loop
 from .objectives import FlowSpec, IdentityLoss, SyncLoss, flow_loss
-from .stage import (StageOutcome, StagePaths, ensure_condition_prior, init_generator, load_stage_vae, load_sync_judge, pick_device, stage_windows,
-                    validation_loss)
+from .stage import (
+    StageOutcome,
+    StagePaths,
+    ensure_condition_prior,
+    init_generator,
+    load_stage_vae,
+    load_sync_judge,
+    pick_device,
+    stage_windows,
+    validation_loss,
+)
 
 STAGE = "sft"
 AUX_TERMS = ("face", "lip", "identity", "motion")
@@ -42,7 +51,7 @@ def sft_spec(cfg: Config, losses: dict[str, float]) -> FlowSpec:
 
 def ablation_variants(losses: dict[str, float]) -> dict[str, dict[str, float]]:
     """The full objective, flow only, and the full objective minus each aux term that is on."""
-    variants = {"full": dict(losses), "flow_only": {k: 0.0 for k in losses}}
+    variants = {"full": dict(losses), "flow_only": dict.fromkeys(losses, 0.0)}
     for term in AUX_TERMS:
         if float(losses.get(term, 0)) > 0:
             variants[f"no_{term}"] = {**losses, term: 0.0}
@@ -158,7 +167,7 @@ def run_ablations(cfg: Config, paths: StagePaths | None = None, *, steps: int | 
     workers = workers if workers is not None else cfg.train.sft.workers
     vae, ws, embedder, _ = prepare(cfg, paths, progress)  # builds the caches the workers then load
     motion_calibration(paths)  # once, before the workers read it
-    todo = {n: l for n, l in ablation_variants(cfg.train.sft.losses).items() if variants is None or n in variants}
+    todo = {n: w for n, w in ablation_variants(cfg.train.sft.losses).items() if variants is None or n in variants}
     if workers <= 1 or len(todo) <= 1:
         return {name: train_sft(cfg, paths, ws, vae, embedder, losses=losses, name=STAGE if name == "full" else name,
                                 steps=steps, resume=resume, progress=progress) for name, losses in todo.items()}
@@ -190,7 +199,7 @@ def load_variant(paths: StagePaths, name: str, device="cpu"):
     return AvatarGenerator.load(final_dir_of(paths, name), device).eval()
 
 
-__all__ = ["run", "run_ablations", "train_sft", "ablation_variants", "prepare", "load_variant"]
+__all__ = ["ablation_variants", "load_variant", "prepare", "run", "run_ablations", "train_sft"]
 
 
 def main(args) -> int:

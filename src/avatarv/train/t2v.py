@@ -11,11 +11,10 @@ picks up in the right phase. No audio, no reference, no motion stream yet.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..config import Config
-from ..inference.conditions import ConditionSpec
 from ..data.datasets import WindowBatches
+from ..inference.conditions import ConditionSpec
 from .loop import loss_drop, make_accelerator, train_loop
 from .objectives import FlowSpec, flow_loss
 from .stage import StageOutcome, StagePaths, init_generator, load_stage_vae, pick_device, stage_windows, validation_loss
@@ -86,7 +85,7 @@ def run(cfg: Config, paths: StagePaths | None = None, *, steps: int | None = Non
     val_after = validation_loss(final, ws, val_idx, spec, seed=cfg.seed, latent_frames=lf_full, text_lookup=text, td=td)
     final.save(paths.final(STAGE), vae, cfg, CONDITIONS)
     phase_loss = []
-    for i, (frames, size, end) in enumerate(plan):  # per-phase mean loss, for the curriculum plot
+    for i, (_, _, end) in enumerate(plan):  # per-phase mean loss, for the curriculum plot
         seg = [h["loss"] for h in res.state.history[(plan[i - 1][2] if i else 0) : end]]
         phase_loss.append(float(np.mean(seg)) if seg else float("nan"))
     metrics = {

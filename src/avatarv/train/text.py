@@ -3,7 +3,7 @@ encoder (models/text_encoder.py, MiniLM) and looked up per batch, so training ne
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -30,6 +30,6 @@ class TextBank:
         idx = torch.tensor([self.index[c] for c in captions])
         return self.emb[idx], self.mask[idx]
 
-    def to(self, device) -> "TextBank":
+    def to(self, device) -> TextBank:
         self.emb, self.mask = self.emb.to(device), self.mask.to(device)
         return self
