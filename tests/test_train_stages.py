@@ -63,7 +63,8 @@ def test_curation_table_filters_clips(corpus, tmp_path):
 @pytest.mark.slow
 def test_curriculum_end_to_end(corpus, tmp_path):
     from avatarv.config import load_config
-    from avatarv.train import a2v, lora, proof, sft, t2v
+    from avatarv.inference.pipeline import load_pipeline
+    from avatarv.train import a2v, distill, lora, proof, sft, t2v
     from avatarv.train.stage import StagePaths
 
     tiny_vae().save_pretrained(tmp_path / "vae")
@@ -89,6 +90,16 @@ def test_curriculum_end_to_end(corpus, tmp_path):
     assert frames["full"].shape == frames["ground_truth"].shape
     lo = lora.run(cfg, paths, identity="id002", steps=3, progress=False)
     assert lo.metrics["trainable_params"] > 0 and (lo.final_dir / "adapter_model.pt").exists()
+    d = cfg.distill
+    d.batch_size, d.cfg_steps, d.ode_pairs, d.warm_steps, d.dmd_steps, d.checkpoint_every, d.eval_pairs = 2, 3, 2, 2, 2, 2, 2
+    d.curve_steps = [1, 2]
+    out = distill.run(cfg, paths, progress=False)
+    assert out["dmd"].metrics["nfe_ratio"] == cfg.sampling.steps * 3 / d.student_steps and [h["phase"] for h in out["dmd"].history] == ["warm"] * 2 + ["dmd"] * 2
+    student = load_pipeline(paths.final("distill"))
+    assert student.config.steps == 2 and student.transformer.config.guidance_embed
+    curve = distill.steps_quality_curve(out, cfg, paths)
+    assert [r["system"] for r in curve] == ["teacher", "distill:cfg", "distill:dmd", "distill:dmd"]
+    assert curve[0]["mae_to_teacher"] == 0.0 and all(np.isfinite(r["sharpness"]) for r in curve)
 
 
 def test_cli_lora_needs_an_identity(capsys):
