@@ -9,12 +9,31 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import yaml
-from _media_fixtures import (BURSTS, H, W, burst_audio, ffmpeg, ffmpeg_clip, first_burst, time_of, timed_frame,
-                             write_clip)
+from _media_fixtures import (
+    BURSTS,
+    H,
+    W,
+    burst_audio,
+    ffmpeg,
+    ffmpeg_clip,
+    first_burst,
+    time_of,
+    timed_frame,
+    write_clip,
+)
 
 from avatarv.errors import MediaError
-from avatarv.media import (WORKING_FPS, WORKING_SAMPLE_RATE, as_rate, normalize_audio, normalize_video, probe,
-                           read_video, retime, write_video)
+from avatarv.media import (
+    WORKING_FPS,
+    WORKING_SAMPLE_RATE,
+    as_rate,
+    normalize_audio,
+    normalize_video,
+    probe,
+    read_video,
+    retime,
+    write_video,
+)
 from avatarv.media.normalize import rate_index
 from avatarv.paths import ROOT
 

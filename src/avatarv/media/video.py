@@ -187,7 +187,7 @@ def read_video(path: str | Path, *, need_audio: bool = False, video: bool = True
 def write_video(
     path: str | Path,
     frames: np.ndarray,
-    fps: Fraction | int | float | str = 25,
+    fps: Fraction | float | str = 25,
     audio: np.ndarray | None = None,
     sample_rate: int = 16000,
     crf: int = 18,
