@@ -110,8 +110,8 @@ def corpus(tmp_path):
     for ident in range(2):
         for scene in range(2):
             cid = f"id{ident:03d}_s{scene}_c0"
-            write_video(d / "clips" / f"{cid}.mp4", np.full((8, 32, 32, 3), 40 + 50 * (2 * ident + scene), np.uint8), 25,
-                        np.zeros(5120, np.float32), 16000)
+            grey = np.full((8, 32, 32, 3), 40 + 50 * (2 * ident + scene), np.uint8)
+            write_video(d / "clips" / f"{cid}.mp4", grey, 25, np.zeros(5120, np.float32), 16000)
             rows.append({"clip_id": cid, "path": f"clips/{cid}.mp4", "identity": f"id{ident:03d}", "scene": scene,
                          "split": "train", "distractor": ""})
     pd.DataFrame(rows).to_parquet(d / "manifest.parquet")

@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--motion-ref", default=None,
                    help="take the motion style (head sway, blinks, expression) from this other video instead of --ref")
     p.add_argument("--fps", default=None,
-                   help="output frame rate: 25, 29.97, 30000/1001 ... (default: the reference video's own rate; 25 for a photo)")
+                   help="output frame rate: 25, 29.97, 30000/1001 ... "
+                        "(default: the reference video's own rate; 25 for a photo)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: params.yaml device)")
     p.add_argument("--no-progress", action="store_true")
 
@@ -111,6 +112,6 @@ def main(args: argparse.Namespace) -> int:
                   generator=generator, progress=not args.no_progress)
     result.save(out, fps=out_rate)
     n = probe(out).n_frames
-    print(f"{out}: {n} frames at {out_rate} fps ({n / float(out_rate):.2f} s; generated {len(result.frames)} at {pipe.config.fps} fps), "
-          f"audio {len(audio) / sr:.2f} s")
+    print(f"{out}: {n} frames at {out_rate} fps ({n / float(out_rate):.2f} s; generated {len(result.frames)} at "
+          f"{pipe.config.fps} fps), audio {len(audio) / sr:.2f} s")
     return 0

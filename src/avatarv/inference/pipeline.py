@@ -72,7 +72,8 @@ class AvatarVPipelineOutput(BaseOutput):
         rate = as_rate(fps if fps is not None else self.fps)
         frames = self.frames
         if rate != as_rate(self.fps):
-            seconds = len(self.audio) / self.sample_rate if self.audio is not None and self.sample_rate else len(frames) / self.fps
+            has_audio = self.audio is not None and self.sample_rate
+            seconds = len(self.audio) / self.sample_rate if has_audio else len(frames) / self.fps
             frames = retime(frames, self.fps, rate, max(1, int(round(seconds * float(rate)))))
         write_video(path, frames, rate, self.audio, self.sample_rate)
         return Path(path)
