@@ -7,6 +7,7 @@ audio are in sync by construction (a known answer for the sync metrics).
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import tempfile
 from pathlib import Path
@@ -38,18 +39,24 @@ def speech(text: str, seconds: float, voice: str = "en-us", sr: int = 16000, spe
     return (0.8 * audio / max(1e-6, np.abs(audio).max())).astype(np.float32)
 
 
-def frame_energy(audio: np.ndarray, n_frames: int, sr: int = 16000, fps: int = 25) -> np.ndarray:
-    hop = sr // fps
-    a = np.pad(audio, (0, max(0, n_frames * hop - len(audio))))[: n_frames * hop]
-    return np.sqrt((a.reshape(n_frames, hop) ** 2).mean(1))
+def frame_energy(audio: np.ndarray, n_frames: int, sr: int = 16000, fps=25) -> np.ndarray:
+    """RMS of the audio under each video frame; `fps` may be fractional (30000/1001)."""
+    if float(fps).is_integer() and sr % int(fps) == 0:
+        hop = sr // int(fps)
+        a = np.pad(audio, (0, max(0, n_frames * hop - len(audio))))[: n_frames * hop]
+        return np.sqrt((a.reshape(n_frames, hop) ** 2).mean(1))
+    edges = np.round(np.arange(n_frames + 1) * sr / float(fps)).astype(int)
+    a = np.pad(audio, (0, max(0, edges[-1] - len(audio))))
+    return np.array([np.sqrt((a[s:e] ** 2).mean()) for s, e in itertools.pairwise(edges)])
 
 
-def talking_frames(identity: int, audio: np.ndarray, scene: int = 0, size: int = 96, fps: int = 25,
+def talking_frames(identity: int, audio: np.ndarray, scene: int = 0, size: int = 96, fps=25,
                    sr: int = 16000, seed: int = 0) -> np.ndarray:
-    """(T, size, size, 3) frames of package face `identity` speaking `audio` in `scene`."""
+    """(T, size, size, 3) frames of package face `identity` speaking `audio` in `scene`, at `fps` (an int or a
+    Fraction such as 30000/1001: the same speech and head motion sampled at another rate)."""
     photo = package_face_photos()[identity]
     lm = landmarks_68(photo.image, photo.box)
-    n = len(audio) * fps // sr
+    n = int(len(audio) * fps // sr)
     e = frame_energy(audio, n, sr, fps)
     opening = np.clip(e / max(1e-6, np.percentile(e, 95)), 0, 1)
     rng = np.random.default_rng(seed + 100 * identity + scene)
@@ -69,8 +76,8 @@ def talking_frames(identity: int, audio: np.ndarray, scene: int = 0, size: int =
             if axes[1] > 3:  # upper teeth show when the mouth is open wide
                 cv2.ellipse(img, (a, b - axes[1] // 2), (int(axes[0] * 0.7), max(1, axes[1] // 3)), 0, 180, 360,
                             (235, 235, 230), -1, cv2.LINE_AA)
-        dx = 0.04 * half * np.sin(2 * np.pi * 0.4 * i / fps + phase)
-        dy = 0.02 * half * np.sin(2 * np.pi * 0.9 * i / fps + 2 * phase)
+        dx = 0.04 * half * np.sin(2 * np.pi * 0.4 * i / float(fps) + phase)
+        dy = 0.02 * half * np.sin(2 * np.pi * 0.9 * i / float(fps) + 2 * phase)
         box = np.array([cx - half + dx, cy - half + dy, cx + half + dx, cy + half + dy], np.float32)
         frame = crop_resize(img, box, (size, size)).astype(np.float32) * tint
         frames.append(np.clip(frame, 0, 255).astype(np.uint8))

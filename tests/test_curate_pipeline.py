@@ -84,17 +84,28 @@ def test_report_scores(curated):
     assert rep["funnel"][0]["stage"] == "input" and rep["funnel"][-1]["remaining"] == rep["n_kept"]
 
 
-def test_corpus_without_manifest_is_curated_without_scores(tmp_path, curated):
+def test_corpus_without_manifest_is_curated_without_scores(tmp_path, curated, capsys):
+    """Real footage: a clean clip, the same clip as a camera gives it (29.97 fps, 48 kHz stereo) and a truncated
+    one; the first two are kept, the third is listed at the end with its stage and reason."""
+    import subprocess
+
     corpus, _, _ = curated
     real = tmp_path / "real"
     (real / "clips").mkdir(parents=True)
     for cid in ("id000_s0_c0", "id001_s1_d1"):
         (real / "clips" / f"{cid}.mp4").write_bytes((corpus / "clips" / f"{cid}.mp4").read_bytes())
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(corpus / "clips" / "id000_s0_c0.mp4"), "-r", "30000/1001",
+                    "-ar", "48000", "-ac", "2", str(real / "clips" / "id000_s0_c0_ntsc.mp4")], check=True)
     out = tmp_path / "out"
+    capsys.readouterr()
     assert cli_main(["curate", "--in", str(real), "--out", str(out), "--workers", "1"]) == 0
     res = read_outputs(out)
     assert not res["report"]["has_ground_truth"] and "scores" not in res["report"]
-    assert list(res["clips"].kept) == [True, False]
+    assert list(res["clips"].kept) == [True, True, False], res["clips"][["clip_id", "stage", "reason"]]
+    cap = capsys.readouterr()
+    assert [ln.split(": ")[1] for ln in cap.err.splitlines() if ln.startswith("avatarv curate: rejected")] == \
+        [f"rejected {real / 'clips' / 'id001_s1_d1.mp4'}"]
+    assert cap.out.strip().splitlines()[-1] == "avatarv curate: 2 of 3 clips kept, 1 rejected"
 
 
 def test_missing_corpus_is_a_one_line_error(tmp_path, capsys):

@@ -173,6 +173,33 @@ def test_cli_generates_mp4_with_audio(media, saved, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name != "out.mp4"]  # no temp files left
 
 
+def test_cli_writes_at_the_reference_rate(media, saved, tmp_path, capsys):
+    """A camera clip (29.97 fps, 48 kHz stereo) as both reference and speech: the mp4 comes back at 30000/1001 fps,
+    its length following the speech, its audio at the clip's own rate; `--fps` overrides the rate."""
+    from fractions import Fraction
+
+    from _media_fixtures import burst_audio, write_clip
+    from PIL import Image
+
+    from avatarv.media import probe
+
+    face = np.asarray(Image.open(media / "face.png").convert("RGB"))
+    frames = np.stack([np.roll(face, k % 3, axis=1) for k in range(30)])
+    clip = write_clip(tmp_path / "camera.mp4", fps=Fraction(30000, 1001), frames=frames, size=(128, 128),
+                      sample_rate=48000, channels=2, audio=np.stack([np.sin(np.arange(48048) / 7) * 0.3] * 2)
+                      + burst_audio(1.001, 48000, 2))
+    out = tmp_path / "out.mp4"
+    assert _cli("--ref", clip, "--audio", clip, "--out", out, "--checkpoint", saved, "--steps", "1", "--no-progress") == 0
+    info = probe(out)
+    assert info.rate == Fraction(30000, 1001) and info.n_frames == 30 and info.sample_rate == 48000
+    assert "30000/1001 fps" in capsys.readouterr().out
+    assert _cli("--ref", clip, "--audio", clip, "--out", out, "--checkpoint", saved, "--steps", "1", "--fps", "25",
+                "--no-progress") == 0
+    assert (probe(out).rate, probe(out).n_frames) == (25, 25)
+    assert _cli("--ref", clip, "--audio", clip, "--out", out, "--checkpoint", saved, "--fps", "fast") == 2
+    assert "--fps: frame rate must be" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("ref, audio, message", [
     ("gray.png", "speech.wav", "no face found in the reference"),
     ("face.png", "silence.wav", "audio is silent"),

@@ -1,14 +1,18 @@
 """`avatarv curate --in DIR --out DIR2 [--engine local|ray]`: the curation cascade, identity graph and pairs.
 
 Writes DIR2/clips.parquet, identity_graph.parquet, pairs.parquet and report.json (COMMON.md contract) and
-prints the funnel and, when the corpus carries ground truth, the scores.
+prints the funnel and, when the corpus carries ground truth, the scores. Clips of any frame rate are curated at the
+working rate (media/normalize.py). Like every batch command (batch.py) it ends with one line per rejected clip
+(file, stage and reason) and how many were kept; a run that kept nothing exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from ..batch import Rejection, finish
 from ..config import load_config
 
 
@@ -38,4 +42,7 @@ def main(args: argparse.Namespace) -> int:
                                              "pair_precision")} | {"identity": s["identity"]}, indent=1))
     else:
         print("no ground truth in this corpus (e.g. ingested real footage): nothing scored")
-    return 0
+    dropped = res.clips.loc[~res.clips["kept"].astype(bool)]
+    rejected = [Rejection(str(Path(args.in_dir) / p), f"{stage}: {reason}")
+                for p, stage, reason in zip(dropped["path"], dropped["stage"], dropped["reason"])]
+    return finish("curate", rejected, r["n_kept"], r["n_clips"], what="clips", verb="kept")

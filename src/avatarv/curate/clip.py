@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import CurateConfig
-from ..media import read_video, resample
+from ..media import normalize_video, resample
 from .faces_pass import FacePass, analyse_faces
 
 VAD_RATE = 16000
@@ -29,7 +29,8 @@ class ClipContext:
 
     @functools.cached_property
     def video(self):
-        return read_video(self.path, need_audio=False)
+        """The clip at the working rate (media/normalize.py), whatever rate or rotation the file has."""
+        return normalize_video(self.path, sample_rate=VAD_RATE)
 
     @property
     def frames(self) -> np.ndarray:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..config import CurateConfig
-from ..media import read_video, write_video
+from ..media import normalize_video, write_video
 
 
 def split_jobs(rows: list[dict], jobs: list[dict], corpus_dir: str | Path, out_dir: str | Path, cfg: CurateConfig) -> list[dict]:
@@ -25,13 +25,13 @@ def split_jobs(rows: list[dict], jobs: list[dict], corpus_dir: str | Path, out_d
         if r["stage"] != "scene_cut" or len(failures) != 1:
             continue
         job = by_id[r["clip_id"]]
-        v = read_video(job["abs_path"])
+        v = normalize_video(job["abs_path"])  # the rate the segments were found at (curate/clip.py)
         for k, (a, b) in enumerate(json.loads(r["segments"])):
             if (b - a) / v.fps < cfg.min_duration_s:
                 continue
             sr = v.sample_rate
             audio = v.audio[int(round(a / v.fps * sr)) : int(round(b / v.fps * sr))] if v.audio.size else None
-            path = write_video(seg_dir / f"{r['clip_id']}_seg{k}.mp4", v.frames[a:b], int(round(v.fps)), audio, sr or 16000)
+            path = write_video(seg_dir / f"{r['clip_id']}_seg{k}.mp4", v.frames[a:b], v.fps, audio, sr or 16000)
             new.append({"clip_id": f"{r['clip_id']}#{k}", "path": os.path.relpath(path.resolve(), Path(corpus_dir).resolve()),
                         "abs_path": str(path.resolve())})
     return new

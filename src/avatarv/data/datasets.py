@@ -206,7 +206,7 @@ def build_windows(
         cache = Path(cache_dir) / f"windows_s{size}_f{frames}_{_fingerprint(vae, clips, size, frames, stride, image_sizes)}.pt"
         if cache.exists():
             return WindowSet.load(cache)
-    from ..media import read_video
+    from ..media import normalize_video
 
     vids, motions, mels, faces, mouths, rows = [], [], [], [], [], []
     identities = sorted(clips["identity"].unique())
@@ -218,7 +218,7 @@ def build_windows(
     for r in it:
         row = r._asdict()
         try:
-            v = read_video(row["abs_path"], need_audio=True)
+            v = normalize_video(row["abs_path"], need_audio=True)  # any clip rate → the working rate
         except Exception as e:  # noqa: BLE001 - a clip that fails to decode is skipped, not fatal for the stage
             print(f"datasets: skipping {row['abs_path']}: {e}")
             continue

@@ -1,11 +1,13 @@
 """`avatarv ingest --in FOLDER --out DIR`: bring real footage into the corpus layout the pipeline reads.
 
-Every video in FOLDER (mp4/mov/mkv/webm/avi/m4v, sorted by name) is decoded, resampled to the corpus frame rate
-(25 fps, nearest frame in time), its audio mixed to mono and resampled to 16 kHz, cropped to even sizes (or, with
---size, centre-cropped square and resized) and re-encoded as H.264 + AAC into DIR/clips/. DIR/manifest.parquet
+Every video in FOLDER (mp4/mov/mkv/webm/avi/m4v, sorted by name) is brought to the corpus frame rate and sample
+rate by the media normaliser (media/normalize.py: any rate, constant or variable, retimed by timestamp; rotation
+applied; audio mixed to mono and resampled), cropped to even sizes (or, with --size, centre-cropped square and
+resized) and re-encoded as H.264 + AAC into DIR/clips/. DIR/manifest.parquet
 gets one row per ingested clip with the synthetic corpus's columns but EMPTY ground truth (no landmarks, poses,
 phonemes; only the measured audio energy), so curation, training and evaluation run unchanged on real data.
-A file that cannot be used becomes a row of DIR/rejected.parquet (file, reason) — the batch never stops.
+A file that cannot be used becomes a row of DIR/rejected.parquet (file, reason) — the batch never stops; the
+command lists the rejected files at the end and exits non-zero when none was ingested (batch.py).
 This is the seed's data-ingestion step for user footage.
 """
 
@@ -18,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..batch import reason_of
 from ..errors import AvatarVError, InputError
-from ..media import probe, read_video, resample, write_video
+from ..media import normalize_video, write_video
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 REJECTED = "rejected.parquet"
@@ -30,6 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output corpus folder (clips/, manifest.parquet)")
     p.add_argument("--size", type=int, default=0, help="centre-crop square and resize to this side (0 = keep size)")
     p.add_argument("--max-seconds", type=float, default=600.0, help="longer videos are cut to this duration")
+    p.add_argument("--no-progress", action="store_true")
 
 
 def _clip_id(path: Path, taken: set[str]) -> str:
@@ -39,13 +43,6 @@ def _clip_id(path: Path, taken: set[str]) -> str:
         cid, k = f"{base}_{k}", k + 1
     taken.add(cid)
     return cid
-
-
-def _retime(frames: np.ndarray, fps_in: float, fps_out: int) -> np.ndarray:
-    """Nearest source frame for each output instant: exact for integer ratios, no blending artefacts."""
-    n_out = max(1, int(np.floor(len(frames) / fps_in * fps_out + 1e-6)))
-    idx = np.minimum(np.round(np.arange(n_out) * fps_in / fps_out).astype(int), len(frames) - 1)
-    return frames[idx]
 
 
 def _reframe(frames: np.ndarray, size: int) -> np.ndarray:
@@ -65,21 +62,12 @@ def ingest_file(src: Path, out_dir: Path, clip_id: str, *, fps: int, sample_rate
     """Normalise one video; raises MediaError/InputError (one line, naming the file) when it cannot be used."""
     from .speech import frame_energy
 
-    info = probe(src)
-    if not info.has_video:
-        raise InputError(src, "no video stream")
-    v = read_video(src, need_audio=False)
-    fps_in = float(v.fps) if v.fps else float(fps)
-    frames = v.frames[: int(max_seconds * fps_in)]
-    frames = _reframe(_retime(frames, fps_in, fps), size)
+    v = normalize_video(src, fps=fps, sample_rate=sample_rate, max_seconds=max_seconds, fit_audio=True)
+    frames = _reframe(v.frames, size)
     n, h, w = frames.shape[:3]
     if min(h, w) < 16:
         raise InputError(src, f"frame size {w}x{h} is too small")
-    audio = None
-    if len(v.audio):
-        audio = resample(v.audio, v.sample_rate, sample_rate)
-        want = int(round(n * sample_rate / fps))
-        audio = np.pad(audio[:want], (0, max(0, want - len(audio))))
+    audio = v.audio if len(v.audio) else None
     rel = f"clips/{clip_id}.mp4"
     write_video(out_dir / rel, frames, fps=fps, audio=audio, sample_rate=sample_rate)
     energy = frame_energy(audio, sample_rate, fps, n) if audio is not None else np.zeros(n, np.float32)
@@ -92,14 +80,18 @@ def ingest_file(src: Path, out_dir: Path, clip_id: str, *, fps: int, sample_rate
         "mouth_open": [], "mouth_width": [], "blink": [], "brow": [],
         "audio_energy": [round(float(e), 5) for e in energy], "motion_style": "{}", "distractor": "",
         "av_offset_frames": 0,
-        "flags": json.dumps({"source": str(src), "source_fps": round(fps_in, 3), "source_size": [info.width, info.height]}),
+        "flags": json.dumps({"source": str(src), "source_fps": round(float(v.source_rate), 3),
+                             "source_rate": str(v.source_rate), "variable_rate": v.variable_rate,
+                             "rotation": v.rotation, "source_size": list(v.source_size),
+                             "source_sample_rate": v.source_sample_rate, "source_channels": v.source_channels}),
         "identity_recipe": "{}", "has_ground_truth": False,
     }
 
 
 def ingest_folder(inp: str | Path, out: str | Path, *, fps: int = 25, sample_rate: int = 16000, size: int = 0,
                   max_seconds: float = 600.0, progress: bool = True) -> dict:
-    """Ingest every video under `inp` into the corpus folder `out`; returns counts."""
+    """Ingest every video under `inp` into the corpus folder `out` (rejections in `out`/rejected.parquet); returns
+    counts."""
     from tqdm.auto import tqdm
 
     from .synthesize import MANIFEST, write_manifest
@@ -117,7 +109,7 @@ def ingest_folder(inp: str | Path, out: str | Path, *, fps: int = 25, sample_rat
         try:
             rows.append(ingest_file(src, out, cid, fps=fps, sample_rate=sample_rate, size=size, max_seconds=max_seconds))
         except AvatarVError as e:
-            rejected.append({"file": str(src), "clip_id": cid, "reason": getattr(e, "problem", str(e))})
+            rejected.append({"file": str(src), "clip_id": cid, "reason": reason_of(src, e)})
     write_manifest(rows, out / MANIFEST)
     _write_rejected(rejected, out / REJECTED)
     return {"files": len(files), "ingested": len(rows), "rejected": len(rejected)}
@@ -135,10 +127,15 @@ def _write_rejected(rows: list[dict], path: Path) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..batch import Rejection, finish
     from ..config import load_config
 
     cfg = load_config(args.profile)
     summary = ingest_folder(args.inp, args.out, fps=cfg.corpus.fps, sample_rate=cfg.corpus.sample_rate, size=args.size,
-                            max_seconds=args.max_seconds)
+                            max_seconds=args.max_seconds, progress=not args.no_progress)
+    import pandas as pd
+
     print(json.dumps(summary))
-    return 0 if summary["ingested"] else 2
+    rejected = pd.read_parquet(Path(args.out) / REJECTED)
+    return finish("ingest", [Rejection(f, r) for f, r in zip(rejected.file, rejected.reason)], summary["ingested"],
+                  summary["files"], verb="ingested")

@@ -1,6 +1,8 @@
 """`avatarv eval --generated DIR --reference DIR --out metrics.json`: per-clip and aggregate metrics.
 
-Pairs clips by file name (see runner.pair_files); each metric in the output names its backend. The in-repo sync
+Pairs clips by file name (see runner.pair_files); each metric in the output names its backend. Clips at any frame
+rate or audio format are scored at the working rate (media/normalize.py). A clip that cannot be scored keeps its
+row with `error`, is listed at the end, and a run that scored nothing exits 1 (batch.py). The in-repo sync
 expert comes from stage 10_eval (runs/eval/sync_expert) unless --sync-expert points elsewhere; SyncNet, ArcFace
 and Q-Align run when their weights are supplied (flags or params.yaml `eval:`).
 """
@@ -28,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..batch import Rejection, finish, reason_of
     from .runner import EvalSettings, evaluate_dirs, write_json
 
     cfg = load_config(args.profile)
@@ -41,4 +44,5 @@ def main(args: argparse.Namespace) -> int:
     agg = doc["aggregate"]
     shown = ", ".join(f"{k}={agg[k]:.3f}" for k in ("sync_conf", "face_sim", "piqe", "lip_audio_corr") if k in agg)
     print(f"{args.out}: {agg['n_scored']}/{agg['n_clips']} clips scored; {shown}")
-    return 0 if agg["n_scored"] else 1
+    rejected = [Rejection(r["generated"], reason_of(r["generated"], r["error"])) for r in doc["clips"] if r.get("error")]
+    return finish("eval", rejected, agg["n_scored"], agg["n_clips"], what="clips", verb="scored")

@@ -2,7 +2,10 @@
 
 Pairing: generated `NAME.mp4` ↔ reference `NAME.mp4|.png|.jpg` (same stem); a reference folder holding exactly
 one file serves every generated clip. Lip sync uses the audio muxed into the generated clip (what a viewer
-hears). A clip that cannot be scored (unreadable, no audio, ...) becomes a row with `error` and the batch goes on.
+hears). Every clip and reference video, whatever its container, frame rate (23.976 ... 59.94, variable), rotation
+or audio format, is first brought to the working rate by the media normaliser (media/normalize.py), so every
+metric measures at 25 fps and 16 kHz. A clip that cannot be scored (unreadable, no audio, ...) becomes a row with
+`error` and the batch goes on.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 
 from ..errors import AvatarVError, InputError
 from ..faces import track_face, track_landmarks
-from ..media import read_video
+from ..media import WORKING_FPS, normalize_video
 from . import identity, quality
 from .drift import drift_metrics
 from .motion_dynamics import mesh_style, mesh_style_similarity, motion_stats, style_similarity
@@ -88,8 +91,8 @@ def _load_reference(path: Path) -> tuple[np.ndarray, float]:
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:
             raise InputError(path, "not a readable image")
-        return np.ascontiguousarray(img[None, ..., ::-1]), 25.0
-    v = read_video(path)
+        return np.ascontiguousarray(img[None, ..., ::-1]), float(WORKING_FPS)
+    v = normalize_video(path)
     return v.frames, v.fps
 
 
@@ -124,7 +127,7 @@ class Scorer:
 
     def score(self, gen_path: Path, ref_path: Path) -> dict:
         s = self.s
-        v = read_video(gen_path, need_audio=True)
+        v = normalize_video(gen_path, need_audio=True)
         if len(v.audio) == 0:
             raise InputError(gen_path, "audio stream is empty")
         frames = v.frames

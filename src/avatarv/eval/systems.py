@@ -77,7 +77,7 @@ def real_video(cases: list[dict], corpus_dir: Path, out: Path, seconds: float = 
             continue
         v = read_video(corpus_dir / c["target_path"], need_audio=True)
         n = int(round(seconds * v.fps))
-        write_video(dst, v.frames[:n], int(round(v.fps)), v.audio[: int(seconds * v.sample_rate)], v.sample_rate)
+        write_video(dst, v.frames[:n], v.fps, v.audio[: int(seconds * v.sample_rate)], v.sample_rate)
     return out
 
 

@@ -3,6 +3,9 @@
 Every input is checked before any weights load, each failure one line naming the file and the problem:
 unreadable / missing file, no audio stream, silent audio, no face in the reference, no trained checkpoint.
 The mp4 is written atomically (temp file, then rename), so a failure never leaves a half-written output.
+References and speech of any container, frame rate, rotation or sample rate are read through the media normaliser;
+the pipeline generates at its working rate and the mp4 is written at `--fps` (default: the reference video's own
+rate, e.g. 30000/1001 for a 29.97 fps clip; 25 for a photo), so the output can be pasted back into the source.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AvatarVError, InputError
+from ..media import as_rate, probe
 from .inputs import read_reference, read_speech
 
 DEFAULT_CHECKPOINTS = ("sft", "a2v")  # runs/<stage>/final, best first
@@ -31,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cfg-reference", type=float, default=None, help="reference guidance weight (1 = off)")
     p.add_argument("--motion-ref", default=None,
                    help="take the motion style (head sway, blinks, expression) from this other video instead of --ref")
+    p.add_argument("--fps", default=None,
+                   help="output frame rate: 25, 29.97, 30000/1001 ... "
+                        "(default: the reference video's own rate; 25 for a photo)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: params.yaml device)")
     p.add_argument("--no-progress", action="store_true")
 
@@ -72,12 +79,17 @@ def main(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".mp4":
         raise InputError(out, "output must be an .mp4 file")
     # 1. inputs, before any weights
-    frames, _ = read_reference(args.ref)
+    reference = read_reference(args.ref)
+    frames = reference.frames
+    try:
+        out_rate = as_rate(args.fps) if args.fps is not None else reference.source_rate
+    except ValueError as e:
+        raise InputError("--fps", str(e)) from None
     audio, sr = read_speech(args.audio)
     check_face(frames, args.ref)
     style_frames = frames
     if args.motion_ref:
-        style_frames, _ = read_reference(args.motion_ref)
+        style_frames = read_reference(args.motion_ref).frames
         check_face(style_frames, args.motion_ref)
     ckpt = resolve_checkpoint(args.checkpoint)
 
@@ -98,7 +110,8 @@ def main(args: argparse.Namespace) -> int:
     generator = torch.Generator().manual_seed(cfg.seed if args.seed is None else args.seed)
     result = pipe(frames, audio, sr, motion_reference=style_frames, num_inference_steps=args.steps, guidance=guidance,
                   generator=generator, progress=not args.no_progress)
-    result.save(out)
-    print(f"{out}: {len(result.frames)} frames at {pipe.config.fps} fps ({len(result.frames) / pipe.config.fps:.2f} s), "
-          f"audio {len(audio) / sr:.2f} s")
+    result.save(out, fps=out_rate)
+    n = probe(out).n_frames
+    print(f"{out}: {n} frames at {out_rate} fps ({n / float(out_rate):.2f} s; generated {len(result.frames)} at "
+          f"{pipe.config.fps} fps), audio {len(audio) / sr:.2f} s")
     return 0

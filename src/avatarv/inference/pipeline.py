@@ -67,11 +67,20 @@ class AvatarVPipelineOutput(BaseOutput):
 
         return [Image.fromarray(f) for f in self.frames]
 
-    def save(self, path: str | Path) -> Path:
-        """An mp4 with the speech muxed in, written atomically (media.write_video)."""
-        from ..media import write_video
+    def save(self, path: str | Path, fps=None) -> Path:
+        """An mp4 with the speech muxed in, written atomically (media.write_video), at `fps` (any rational rate:
+        Fraction(30000, 1001), 29.97, "30000/1001"; default the generation rate). At another rate the media
+        normaliser picks, for each output instant, the generated frame nearest in time; the audio is unchanged and
+        the video keeps following its length."""
+        from ..media import as_rate, retime, write_video
 
-        write_video(path, self.frames, self.fps, self.audio, self.sample_rate)
+        rate = as_rate(fps if fps is not None else self.fps)
+        frames = self.frames
+        if rate != as_rate(self.fps):
+            has_audio = self.audio is not None and self.sample_rate
+            seconds = len(self.audio) / self.sample_rate if has_audio else len(frames) / self.fps
+            frames = retime(frames, self.fps, rate, max(1, int(round(seconds * float(rate)))))
+        write_video(path, frames, rate, self.audio, self.sample_rate)
         return Path(path)
 
 
@@ -110,7 +119,7 @@ def as_frames(reference) -> np.ndarray:
     if isinstance(reference, (str, Path)):
         from .inputs import read_reference
 
-        return read_reference(reference)[0]
+        return read_reference(reference).frames
     if hasattr(reference, "convert"):  # a PIL image
         reference = [reference]
     if isinstance(reference, (list, tuple)) and reference and hasattr(reference[0], "convert"):

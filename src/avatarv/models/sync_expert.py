@@ -26,6 +26,7 @@ from torch import nn
 
 from ..faces import mouth_crops, track_face
 from ..media import resample
+from ..media.normalize import WORKING_FPS, as_rate, rate_index
 from .audio_features import log_mel
 
 WINDOW = 5  # video frames per sample (0.2 s at 25 fps), as in SyncNet
@@ -48,9 +49,14 @@ class SyncInputs:
 
 def prepare(frames: np.ndarray, audio: np.ndarray, sample_rate: int, boxes: np.ndarray | None = None,
             fps: float = 25.0) -> SyncInputs:
-    """Mouth crops + log-mel of one clip, each normalised per clip (removes identity/loudness, keeps motion)."""
-    if abs(fps - 25.0) > 0.5:
-        raise ValueError(f"sync expert expects 25 fps video, got {fps:.2f}")
+    """Mouth crops + log-mel of one clip, each normalised per clip (removes identity/loudness, keeps motion).
+
+    The towers see `WINDOW` frames at the working rate (media.WORKING_FPS); frames at another `fps` (and their
+    boxes) are first retimed to it by the media normaliser."""
+    if as_rate(fps) != WORKING_FPS:
+        idx = rate_index(len(frames), fps, WORKING_FPS)
+        frames = frames[idx]
+        boxes = None if boxes is None else np.asarray(boxes)[idx]
     if boxes is None:
         boxes = track_face(frames).boxes
     crops = mouth_crops(frames, boxes, CROP)

@@ -125,8 +125,15 @@ def main(args: argparse.Namespace) -> int:
                 raise InputError(item, "--generated expects NAME=DIR")
             generated[name] = Path(d)
         summary = build_bundle(args.corpus, args.out, cfg, generated)
-        print(f"study bundle ({summary['mode']}): {summary['cases']} cases, {summary['videos']} videos → {args.out}")
-        return 0
+        if summary["cases"]:
+            print(f"study bundle ({summary['mode']}): {summary['cases']} cases, {summary['videos']} videos → {args.out}")
+        if not generated:
+            return 0
+        from ..batch import Rejection, finish
+
+        return finish("study export", [Rejection(r["file"], r["reason"]) for r in summary["rejections"]],
+                      summary["generated_videos"], summary["generated_videos"] + summary["rejected"],
+                      what="generated videos", verb="imported")
     from .db import open_db
 
     if not args.db.exists():

@@ -8,7 +8,10 @@ Bundle layout (OUT is the study's media root):
 Same inputs + seed → byte-identical bundle (sorted rows, no timestamps), so DVC sees no change on a rerun.
 
 Generated videos: pass {system name: DIR} where DIR/<clip_id>.mp4 is the system's rendition of corpus clip
-<clip_id> (same audio, reference from another scene). Until any exist ("standin" mode), another clean corpus clip
+<clip_id> (same audio, reference from another scene). A video that is not in the corpus's working format (25 fps
+H.264, 16 kHz mono AAC, upright) is brought to it by the media normaliser (media/normalize.py) before it enters the
+bundle, so neither frame rate nor sound format tells generated from real; one that cannot be read is left out, a
+row of OUT/rejected.csv (file, system, reason). Until any exist ("standin" mode), another clean corpus clip
 of the same identity — preferably from a different scene — stands in for the generated one, so the app, the
 export and the analysis are exercised end to end; such bundles say mode "standin" and must not be reported as a
 result about a generator.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 from itertools import combinations
 from pathlib import Path
 
@@ -26,9 +30,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from ..batch import reason_of
 from ..config import Config
-from ..errors import InputError
-from ..media import atomic_path
+from ..errors import AvatarVError, InputError
+from ..media import atomic_path, normalize_video, probe, write_video
+from ..media.normalize import WORKING_FPS, WORKING_SAMPLE_RATE
 from .manifest import REAL
 
 STANDIN_SYSTEMS = ("standin_a", "standin_b")
@@ -65,6 +71,36 @@ def _standin_systems(clips: pd.DataFrame, rng: np.random.Generator) -> dict[str,
             for system, j in zip(STANDIN_SYSTEMS, picks):
                 out[system][clips.clip_id[i]] = clips.path[j]
     return out
+
+
+def in_working_format(path: Path) -> bool:
+    """True when the file can enter the bundle as it is: an upright 25 fps H.264 mp4 with 16 kHz mono AAC (what
+    synth and ingest write); anything else is normalised first."""
+    info = probe(path)
+    return (path.suffix.lower() == ".mp4" and info.has_video and info.video_codec == "h264" and info.rotation == 0
+            and info.rate == WORKING_FPS and info.has_audio and info.audio_codec == "aac"
+            and info.sample_rate == WORKING_SAMPLE_RATE and info.channels == 1)
+
+
+def import_generated(name: str, d: Path, staging: Path) -> tuple[dict[str, str], list[dict]]:
+    """{clip_id: path usable in the bundle} of one system's videos, and the rejection rows of those it cannot use.
+    Videos outside the working format are normalised into `staging`."""
+    found = {p.stem: p for p in sorted(Path(d).glob("*.mp4"))}
+    if not found:
+        raise InputError(d, f"no <clip_id>.mp4 videos for system {name!r}")
+    usable, rejected = {}, []
+    for clip_id, path in found.items():
+        try:
+            if in_working_format(path):
+                usable[clip_id] = str(path)
+                continue
+            v = normalize_video(path, need_audio=True, fit_audio=True)
+            frames = v.frames[:, : v.frames.shape[1] // 2 * 2, : v.frames.shape[2] // 2 * 2]
+            usable[clip_id] = str(write_video(staging / name / f"{clip_id}.mp4", frames, WORKING_FPS, v.audio,
+                                              v.sample_rate))
+        except AvatarVError as e:
+            rejected.append({"file": str(path), "system": name, "reason": reason_of(path, e)})
+    return usable, rejected
 
 
 def plan_cases(
@@ -114,25 +150,36 @@ def _sha256(path: Path) -> str:
 def build_bundle(
     corpus_dir: str | Path, out_dir: str | Path, cfg: Config, generated: dict[str, str | Path] | None = None
 ) -> dict:
-    """Write the study bundle into `out_dir` (replacing a previous one) and return its summary (bundle.json)."""
+    """Write the study bundle into `out_dir` (replacing a previous one) and return its summary (bundle.json). With
+    `generated`, the videos that could not be used are rows of `out_dir`/rejected.csv and the summary's
+    `rejections`; when none could be used nothing is written."""
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     clips = _clean_clips(corpus_dir)
     real = dict(zip(clips.clip_id, clips.path))
     identity = dict(zip(clips.clip_id, clips.identity))
     rng = np.random.default_rng(cfg.seed)
-    if generated:
-        mode = "generated"
-        systems = {}
-        for name, d in sorted(generated.items()):
-            if name == REAL or name in STANDIN_SYSTEMS:
-                raise InputError(d, f"system name {name!r} is reserved")
-            found = {p.stem: p for p in sorted(Path(d).glob("*.mp4"))}
-            if not found:
-                raise InputError(d, f"no <clip_id>.mp4 videos for system {name!r}")
-            systems[name] = {k: str(v) for k, v in found.items()}
-    else:
-        mode = "standin"
-        systems = _standin_systems(clips, rng)
+    rejected: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="avatarv-study-import-") as staging:
+        if generated:
+            mode = "generated"
+            systems = {}
+            for name, d in sorted(generated.items()):
+                if name == REAL or name in STANDIN_SYSTEMS:
+                    raise InputError(d, f"system name {name!r} is reserved")
+                systems[name], bad = import_generated(name, Path(d), Path(staging))
+                rejected += bad
+            if not any(systems.values()):  # nothing to show: the previous bundle stays as it was
+                return {"mode": mode, "cases": 0, "videos": 0, "generated_videos": 0, "rejected": len(rejected),
+                        "rejections": rejected}
+        else:
+            mode = "standin"
+            systems = _standin_systems(clips, rng)
+        summary = _write_bundle(corpus_dir, out_dir, cfg, mode, real, identity, systems, rejected)
+    return summary | ({"rejections": rejected} if generated else {})
+
+
+def _write_bundle(corpus_dir: Path, out_dir: Path, cfg: Config, mode: str, real: dict[str, str],
+                  identity: dict[str, str], systems: dict[str, dict[str, str]], rejected: list[dict]) -> dict:
     cases = plan_cases(real, systems, identity, cfg, cfg.seed + 7)
 
     def source(rel_or_abs: str) -> Path:
@@ -163,12 +210,17 @@ def build_bundle(
         pd.DataFrame(cases, columns=cols).to_csv(tmp, index=False)
     with atomic_path(out_dir / "media.csv") as tmp:
         pd.DataFrame(sorted(media_rows.values(), key=lambda r: r["file"])).to_csv(tmp, index=False)
+    if rejected:
+        with atomic_path(out_dir / "rejected.csv") as tmp:
+            pd.DataFrame(rejected, columns=["file", "system", "reason"]).to_csv(tmp, index=False)
     summary = {
         "mode": mode, "seed": cfg.seed, "systems": [REAL, *sorted(systems)], "cases": len(cases),
         "turing_cases": cfg.study.turing_cases, "likert_cases": cfg.study.likert_cases,
         "pairwise_cases": cfg.study.pairwise_cases, "videos": len(media_rows),
         "bytes": int(sum(r["bytes"] for r in media_rows.values())),
     }
+    if mode == "generated":
+        summary.update(generated_videos=sum(len(v) for v in systems.values()), rejected=len(rejected))
     with atomic_path(out_dir / "bundle.json") as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
