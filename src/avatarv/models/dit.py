@@ -15,7 +15,7 @@ Frame condition (`frame_condition`, beyond the seed): a clean latent start frame
 inference: the reference's first frame, for every chunk) is concatenated channel-wise to EVERY generated frame, plus
 a presence flag, as image-to-video models condition (Wan/SVD concatenate the image latent). Copying the scene and face
 from it is then a per-token linear map; through attention alone the tiny model had not learned it in its CPU budget
-(samples from t = 1 stayed noise, stop 12). The reference pass gets zeros (flag 0), so its cache stays exact.
+(samples from t = 1 stayed noise; reports/frame_condition.md). The reference pass gets zeros (flag 0), so its cache stays exact.
 Motion units: the motion stream runs in per-channel unit-variance units (`normalize_motion`, statistics in config).
 Condition prior (`condition_prior_var`, beyond the seed): with a frame condition the network predicts the residual
 over the exact velocity of a Gaussian prior x0 ~ N(cond, s²) (`prior_velocity`), so "copy the start frame" is the
@@ -134,7 +134,7 @@ class AvatarTransformer3DModel(ModelMixin, ConfigMixin):
 
         The flow noises motion with N(0, 1); in raw units head pose varies by ~0.03 (yaw/30), so the signal was a few
         percent of the noise and the jointly denoised stream came out as jitter (frame-to-frame rms 0.26 vs 0.01 in
-        real motion, stop 12). Per-channel mean/std of the training motion (set by stage 3) fix the scale; without
+        real motion; reports/frame_condition.md). Per-channel mean/std of the training motion (set by stage 3) fix the scale; without
         them (older checkpoints) this is the identity."""
         stats = self._motion_stats(motion)
         return motion if stats is None else (motion - stats[0]) / stats[1]

@@ -1,6 +1,6 @@
 """The motion stream moving the video: a person-specific head-motion plan and the condition prior it shifts.
 
-Measured at stop 14: the tiny SFT generator ignored its motion tokens (offsetting them by 3 std changed the video by
+Measured (reports/motion_shift.md): the tiny SFT generator ignored its motion tokens (offsetting them by 3 std changed the video by
 0.15 grey levels where another seed changes it by 8.5), so the motion stream could not make the video move like the
 person. Two pieces couple them explicitly:
 
