@@ -48,3 +48,19 @@ def test_stage_run_nests_logs_and_attaches_notebook(mlflow_tmp, tiny_cfg, monkey
     }
     assert "metrics.json" in artifacts and "notebook/01_curate.ipynb" in artifacts
     assert client.get_run(parent).info.status == "FINISHED"
+
+
+def test_loss_history_logs_its_numbers_and_skips_labels(mlflow_tmp, tiny_cfg):
+    """A training history may carry labels (the distillation phase): only numbers become metrics, per step."""
+    mlflow, tracking, _ = mlflow_tmp
+    from avatarv.train.report import log_history
+
+    tracking.start_stage("06_distill", tiny_cfg)
+    run_id = mlflow.active_run().info.run_id
+    log_history([{"step": 1, "phase": "warm", "loss": 0.5}, {"step": 2, "phase": "dmd", "loss": 0.25,
+                                                             "dmd": float("nan")}], "distill_dmd")
+    tracking.end_stage()
+    client = mlflow.MlflowClient()
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "distill_dmd/loss")] == [(1, 0.5), (2, 0.25)]
+    assert client.get_metric_history(run_id, "distill_dmd/phase") == []
+    assert client.get_metric_history(run_id, "distill_dmd/dmd") == []

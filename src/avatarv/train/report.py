@@ -28,8 +28,9 @@ def log_history(history: list[dict[str, float]], prefix: str = "train", every: i
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    metrics = [Metric(f"{prefix}/{k}", float(v), now, int(h["step"]))
-               for h in history[::every] for k, v in h.items() if k != "step" and not math.isnan(float(v))]
+    metrics = [Metric(f"{prefix}/{k}", float(v), now, int(h["step"]))  # numbers only (a history may name its phase)
+               for h in history[::every] for k, v in h.items()
+               if k != "step" and isinstance(v, int | float) and not math.isnan(float(v))]
     client = mlflow.MlflowClient()
     run_id = mlflow.active_run().info.run_id
     for i in range(0, len(metrics), 1000):
