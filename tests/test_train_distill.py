@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from avatarv.diffusion.flow import add_noise
 from avatarv.diffusion.guidance import Guidance
 from avatarv.inference.conditions import ConditionSpec
 from avatarv.models.audio_encoder import AudioEncoder
@@ -65,8 +66,8 @@ def _probe_error(student, teacher, batches, weights) -> float:
         x0, m0, kw = distill.joint_inputs(student, b, CONDITIONS, 1)
         g = torch.Generator().manual_seed(1)
         t = torch.tensor([0.3, 0.7])
-        x_t = distill.noised(x0, torch.randn(x0.shape, generator=g), t)
-        m_t = distill.noised(m0, torch.randn(m0.shape, generator=g), t)
+        x_t = add_noise(x0, torch.randn(x0.shape, generator=g), t)
+        m_t = add_noise(m0, torch.randn(m0.shape, generator=g), t)
         w = Guidance(audio=torch.tensor([wa, wa]), reference=torch.tensor([wr, wr]))
         v_t, _ = distill.teacher_velocity(teacher, x_t, m_t, t, kw, w)
         with torch.no_grad():
@@ -137,7 +138,7 @@ def test_dmd_gradient_moves_a_gaussian_generator_onto_the_real_distribution():
         eps = torch.randn(256, 8, generator=g)
         x0_g = theta + std * eps
         t = 0.02 + 0.96 * torch.rand(256, generator=g)
-        x_t = distill.noised(x0_g.detach(), torch.randn(256, 8, generator=g), t)
+        x_t = add_noise(x0_g.detach(), torch.randn(256, 8, generator=g), t)
         grad = distill.dmd_gradient(x0_g.detach(), _gaussian_x0(x_t, t, real_mean, std),
                                     _gaussian_x0(x_t, t, float(theta.detach()), std))
         if it == 0:
@@ -148,7 +149,7 @@ def test_dmd_gradient_moves_a_gaussian_generator_onto_the_real_distribution():
     assert abs(float(theta.detach()) - real_mean) < 0.05
     x0 = real_mean + std * torch.randn(64, 8, generator=g)
     t = torch.full((64,), 0.5)
-    x_t = distill.noised(x0, torch.randn(64, 8, generator=g), t)
+    x_t = add_noise(x0, torch.randn(64, 8, generator=g), t)
     same = distill.dmd_gradient(x0, _gaussian_x0(x_t, t, real_mean, std), _gaussian_x0(x_t, t, real_mean, std))
     assert float(same.abs().max()) == 0.0
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ..config import Config, StageTrainConfig
 from ..data.datasets import PairBatches, WindowSet, load_pairs, pair_batch
-from ..diffusion.flow import sample_timesteps
+from ..diffusion.flow import add_noise, predicted_x0, sample_timesteps
 from ..diffusion.guidance import Guidance, guided_velocity
 from ..diffusion.scheduler import make_scheduler
 from ..errors import InputError
@@ -103,14 +103,6 @@ def teacher_velocity(teacher, x_t, m_t, t, kw: dict[str, Any], guidance: Guidanc
         return guided_velocity(predict, guidance)
 
 
-def noised(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    return (1 - t.reshape(-1, *[1] * (x0.dim() - 1))) * x0 + t.reshape(-1, *[1] * (x0.dim() - 1)) * noise
-
-
-def to_x0(x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return x_t - t.reshape(-1, *[1] * (x_t.dim() - 1)) * v
-
-
 # ------------------------------------------------------------------------------------------------ phase 1: CFG
 def sample_guidance(batch: int, gen: torch.Generator, audio_range, reference_range, device) -> Guidance:
     """Per-sample guidance weights, uniform in the configured ranges."""
@@ -126,8 +118,8 @@ def cfg_distill_loss(student, teacher, batch: dict[str, Any], gen: torch.Generat
     x0, m0, kw = joint_inputs(student, batch, conditions, td)
     B, dev = x0.shape[0], x0.device
     t = sample_timesteps(B, gen, timestep_shift, dev)
-    x_t = noised(x0, torch.randn(x0.shape, generator=gen, device=dev), t)
-    m_t = noised(m0, torch.randn(m0.shape, generator=gen, device=dev), t)
+    x_t = add_noise(x0, torch.randn(x0.shape, generator=gen, device=dev), t)
+    m_t = add_noise(m0, torch.randn(m0.shape, generator=gen, device=dev), t)
     g = sample_guidance(B, gen, audio_range, reference_range, dev)
     v_teacher, vm_teacher = teacher_velocity(teacher, x_t, m_t, t, kw, g)
     v, vm = velocity(student, x_t, m_t, t, kw, guidance=g.as_tensor(B, dev))
@@ -173,7 +165,7 @@ def student_sample(student, noise, m_noise, kw, g: torch.Tensor, times: list[flo
             x, m = x + (t_next - times[j]) * v, m + (t_next - times[j]) * vm
     t = torch.full((B,), times[k], device=dev)
     v, vm = velocity(student, x, m, t, kw, guidance=g)
-    return to_x0(x, t, v), to_x0(m, t, vm)
+    return predicted_x0(x, v, t), predicted_x0(m, vm, t)
 
 
 @dataclass
@@ -260,7 +252,7 @@ def dmd_step(models: DMDModels, teacher, batch, regression: dict[str, Any] | Non
             t = sample_timesteps(B, gen, 1.0, dev)
             n, mn = torch.randn(x0.shape, generator=gen, device=dev), torch.randn(m0.shape, generator=gen, device=dev)
             xs, ms = x0_g.detach(), m0_g.detach()
-            v, vm = velocity(fake, noised(xs, n, t), noised(ms, mn, t), t, kw)
+            v, vm = velocity(fake, add_noise(xs, n, t), add_noise(ms, mn, t), t, kw)
             fake_loss = F.mse_loss(v, n - xs) + F.mse_loss(vm, mn - ms)
             opt_fake.zero_grad(set_to_none=True)
             accel.backward(fake_loss)
@@ -269,12 +261,12 @@ def dmd_step(models: DMDModels, teacher, batch, regression: dict[str, Any] | Non
         # the distribution-matching gradient at a random noise level
         t = 0.02 + 0.96 * torch.rand(B, generator=gen, device=gen.device).to(dev)
         n, mn = torch.randn(x0.shape, generator=gen, device=dev), torch.randn(m0.shape, generator=gen, device=dev)
-        x_t, m_t = noised(x0_g.detach(), n, t), noised(m0_g.detach(), mn, t)
+        x_t, m_t = add_noise(x0_g.detach(), n, t), add_noise(m0_g.detach(), mn, t)
         v_real, vm_real = teacher_velocity(teacher, x_t, m_t, t, kw, guidance)
         with torch.no_grad():
             v_fake, vm_fake = velocity(fake, x_t, m_t, t, kw)
-        grad = dmd_gradient(x0_g.detach(), to_x0(x_t, t, v_real), to_x0(x_t, t, v_fake))
-        m_grad = dmd_gradient(m0_g.detach(), to_x0(m_t, t, vm_real), to_x0(m_t, t, vm_fake))
+        grad = dmd_gradient(x0_g.detach(), predicted_x0(x_t, v_real, t), predicted_x0(x_t, v_fake, t))
+        m_grad = dmd_gradient(m0_g.detach(), predicted_x0(m_t, vm_real, t), predicted_x0(m_t, vm_fake, t))
         loss = dmd_loss(x0_g, grad) + dmd_loss(m0_g, m_grad)
         terms["dmd"] = float(loss.detach())
         w_reg = regression_weight
