@@ -102,3 +102,19 @@ def shift_audio(audio: np.ndarray, frames: int, sr: int = 16000, fps: int = 25) 
     if k < 0:
         return np.concatenate([audio[-k:], np.zeros(-k, audio.dtype)])
     return audio
+
+
+def small_sync_expert(steps: int = 120):
+    """(model, loss history) of a sync expert trained in seconds on 5 identities × 2 scenes of rendered speech."""
+    import torch
+
+    from avatarv.models.sync_expert import prepare
+    from avatarv.train.sync_expert import train_sync_expert
+
+    torch.set_num_threads(1)
+    clips = []
+    for ident in range(5):
+        for scene in range(2):
+            a = speech(TEXTS[(ident + 2 * scene) % len(TEXTS)], 4.0, voice=("en-us", "en-gb", "en-us+f3")[ident % 3])
+            clips.append(prepare(talking_frames(ident, a, scene), a, 16000))
+    return train_sync_expert(clips, steps=steps, batch_size=32, seed=0, progress=False)

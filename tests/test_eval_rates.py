@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from _eval_fixtures import TEXTS, speech, talking_frames
+from _eval_fixtures import TEXTS, small_sync_expert, speech, talking_frames
 from _media_fixtures import write_clip
 
 from avatarv.media import resample
@@ -54,18 +54,7 @@ TOLERANCES = {
 
 @pytest.fixture(scope="module")
 def expert_dir(tmp_path_factory):
-    import torch
-
-    from avatarv.models.sync_expert import prepare
-    from avatarv.train.sync_expert import train_sync_expert
-
-    torch.set_num_threads(1)
-    clips = []
-    for ident in range(5):
-        for scene in range(2):
-            a = speech(TEXTS[(ident + 2 * scene) % len(TEXTS)], 4.0, voice=("en-us", "en-gb", "en-us+f3")[ident % 3])
-            clips.append(prepare(talking_frames(ident, a, scene), a, 16000))
-    model, _ = train_sync_expert(clips, steps=120, batch_size=32, seed=0, progress=False)
+    model, _ = small_sync_expert()
     d = tmp_path_factory.mktemp("expert") / "sync_expert"
     model.save_pretrained(d)
     return d

@@ -8,26 +8,16 @@ from itertools import pairwise
 
 import numpy as np
 import pytest
-from _eval_fixtures import TEXTS, shift_audio, speech, talking_frames
+from _eval_fixtures import TEXTS, shift_audio, small_sync_expert, speech, talking_frames
 
 from avatarv.eval.sync_expert import offset_weight, sync_scores
 from avatarv.eval.validation import strictly_falling, validate_sync
 from avatarv.models.sync_expert import load_sync_expert, prepare
-from avatarv.train.sync_expert import train_sync_expert
 
 
 @pytest.fixture(scope="module")
 def expert():
-    import torch
-
-    torch.set_num_threads(1)
-    clips = []
-    for ident in range(5):
-        for scene in range(2):
-            a = speech(TEXTS[(ident + 2 * scene) % len(TEXTS)], 4.0, voice=("en-us", "en-gb", "en-us+f3")[ident % 3])
-            clips.append(prepare(talking_frames(ident, a, scene), a, 16000))
-    model, history = train_sync_expert(clips, steps=120, batch_size=32, seed=0, progress=False)
-    return model, history
+    return small_sync_expert()
 
 
 @pytest.fixture(scope="module")
