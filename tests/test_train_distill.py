@@ -249,3 +249,19 @@ def test_a_missing_or_wrong_teacher_is_one_line_naming_the_path(tiny_cfg, tmp_pa
     student_dir = _student(_teacher()).save(tmp_path / "student", vae, tiny_cfg, CONDITIONS)
     with pytest.raises(InputError, match="already CFG-distilled"):
         distill.load_teacher(student_dir)
+
+
+def test_teacher_branches_share_audio_and_reference_and_equal_three_full_calls():
+    """The guided teacher computes audio features and the reference cache once; the result equals combining three
+    whole-generator calls (full, no audio, neither) by hand."""
+    teacher = _teacher()
+    x0, m0, kw = distill.joint_inputs(teacher, _batch(), CONDITIONS, 1)
+    t, off = torch.tensor([0.3, 0.8]), torch.ones(2, dtype=torch.bool)
+    wa, wr = torch.tensor([2.0, 3.0]), torch.tensor([1.5, 1.0])
+    got, _ = distill.teacher_velocity(teacher, x0, m0, t, kw, Guidance(wa, wr))
+    full, _ = distill.velocity(teacher, x0, m0, t, kw)
+    ref, _ = distill.velocity(teacher, x0, m0, t, kw, drop_audio=off)
+    none, _ = distill.velocity(teacher, x0, m0, t, kw, drop_audio=off, drop_reference=off)
+    w = lambda v: v.view(2, 1, 1, 1, 1)
+    torch.testing.assert_close(got, none + w(wr) * (ref - none) + w(wa) * (full - ref))
+    assert not torch.allclose(full, ref, atol=1e-4)  # the branches differ: the check is not vacuous

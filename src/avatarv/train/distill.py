@@ -91,15 +91,23 @@ def velocity(model, x_t, m_t, t, kw: dict[str, Any], **extra) -> tuple[torch.Ten
 
 
 def teacher_velocity(teacher, x_t, m_t, t, kw: dict[str, Any], guidance: Guidance) -> tuple[torch.Tensor, torch.Tensor]:
-    """The teacher's guided velocity (diffusion/guidance.py; weights may be per-sample tensors)."""
+    """The teacher's guided velocity (diffusion/guidance.py; weights may be per-sample tensors). The audio features
+    and the reference's K/V are computed once and shared by the guidance branches, which differ only in what they drop."""
     B = x_t.shape[0]
     off = torch.ones(B, dtype=torch.bool, device=x_t.device)
-
-    def predict(use_ref: bool, use_audio: bool):
-        drops = {"drop_audio": None if use_audio else off, "drop_reference": None if use_ref else off}
-        return velocity(teacher, x_t, m_t, t, kw, **drops)
-
+    g = unwrap(teacher)
     with torch.no_grad():
+        call = {k: v for k, v in kw.items() if k not in ("mel", "ref_latents", "ref_motion", "ref_motion_context")}
+        call["audio"] = g.audio_encoder(kw["mel"]) if kw.get("mel") is not None else None
+        if kw.get("ref_latents") is not None:
+            call["reference"] = g.transformer.encode_reference(kw["ref_latents"], kw.get("ref_motion"),
+                                                               kw.get("ref_motion_context"))
+
+        def predict(use_ref: bool, use_audio: bool):
+            out = g.transformer(x_t, t, motion=m_t, drop_audio=None if use_audio else off,
+                                drop_reference=None if use_ref else off, **call)
+            return out.sample.float(), out.motion.float()
+
         return guided_velocity(predict, guidance)
 
 
