@@ -1,5 +1,12 @@
 """`avatarv generate`: reference video/photo + speech → talking mp4 with the audio muxed (seed: the product).
 
+By default (`--crop face`) the face is found in the reference, carried onto the corpus's face framing, generated
+there and pasted back into the reference's own frames at their size and rate (faces/align.py), so landscape
+footage and wide photos keep their framing; `--crop full` feeds the whole frame as a centre square (footage already
+framed like the corpus). `--adapt` first fits (or reuses) a per-person LoRA on the reference clip (train/adapt.py);
+`--lora DIR` uses a saved one. Every output gets a self-check (face present? same person as the reference? judged by
+dlib, which no training loss uses), printed as one line and written with the provenance into `OUT.json`.
+
 Every input is checked before any weights load, each failure one line naming the file and the problem:
 unreadable / missing file, no audio stream, silent audio, no face in the reference, no trained checkpoint.
 The mp4 is written atomically (temp file, then rename), so a failure never leaves a half-written output.
@@ -38,6 +45,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", default=None,
                    help="output frame rate: 25, 29.97, 30000/1001 ... "
                         "(default: the reference video's own rate; 25 for a photo)")
+    p.add_argument("--crop", choices=("face", "full"), default="face",
+                   help="face: generate the aligned face and paste it back into the reference's frames at their size "
+                        "(default); full: the whole frame, centre-cropped to a square (output at the model's size, "
+                        "64 px at the tiny profile, 256 px at small)")
+    p.add_argument("--adapt", action="store_true",
+                   help="fit (or reuse, cached by the clip's hash) a per-person LoRA on the reference clip first")
+    p.add_argument("--lora", default=None, help="a saved adapter folder (peft format, from `avatarv adapt`)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: params.yaml device)")
     p.add_argument("--no-progress", action="store_true")
 
@@ -103,15 +117,40 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)
     pipe = load_pipeline(ckpt).to(device)
     pipe.set_progress_bar_config(disable=True)
+    adapter = Path(args.lora) if args.lora else None
+    if args.adapt and adapter is None:
+        from ..train.adapt import adapt
+
+        fitted = adapt(cfg, pipe, ckpt, Path(args.ref), progress=not args.no_progress)
+        adapter = fitted.adapter_dir
+        print(f"{adapter}: adapter {'reused' if fitted.cached else 'fitted'} ({fitted.metrics['steps']} steps)")
+        pipe = load_pipeline(ckpt).to(device)
+        pipe.set_progress_bar_config(disable=True)
+    if adapter is not None:
+        from ..train.adapt import load_adapter
+
+        load_adapter(pipe, adapter)
 
     # 3. generate, 4. write atomically with the audio muxed
     guidance = Guidance(audio=args.cfg_audio if args.cfg_audio is not None else pipe.config.cfg_audio,
                         reference=args.cfg_reference if args.cfg_reference is not None else pipe.config.cfg_reference)
     generator = torch.Generator().manual_seed(cfg.seed if args.seed is None else args.seed)
     result = pipe(frames, audio, sr, motion_reference=style_frames, num_inference_steps=args.steps, guidance=guidance,
-                  generator=generator, progress=not args.no_progress)
+                  generator=generator, progress=not args.no_progress, crop=args.crop, source_name=str(args.ref))
+    if result.note:
+        print(f"{args.ref}: {result.note}")
     result.save(out, fps=out_rate)
     n = probe(out).n_frames
-    print(f"{out}: {n} frames at {out_rate} fps ({n / float(out_rate):.2f} s; generated {len(result.frames)} at "
+    h, w = result.frames.shape[1:3]
+    print(f"{out}: {w}x{h}, {n} frames at {out_rate} fps ({n / float(out_rate):.2f} s; generated {len(result.frames)} at "
           f"{pipe.config.fps} fps), audio {len(audio) / sr:.2f} s")
+
+    # 5. self-check and provenance sidecar
+    from .self_check import self_check
+    from .sidecar import describe, write_sidecar
+
+    check = self_check(result.frames, frames[0])
+    print(check.summary())
+    write_sidecar(out, describe(checkpoint=ckpt, reference=Path(args.ref), audio=Path(args.audio), adapter=adapter,
+                                crop=args.crop, fps=out_rate, self_check=check.to_dict(), note=result.note))
     return 0
