@@ -77,6 +77,9 @@ def reference_windows(pipe, frames: np.ndarray, audio: np.ndarray, sr: int, n_fr
     from ..media import resample
     from ..models.audio_features import log_mel
 
+    seconds = len(frames) / pipe.config.fps
+    if seconds < MIN_SECONDS:
+        raise InputError(source, f"reference too short to adapt on: {seconds:.1f} s (need at least {MIN_SECONDS:.0f} s)")
     size = pipe.transformer.config.sample_size
     small = np.stack([_resize(f, size) for f in frames])
     motion = pipe.motion_planner.measure(frames)
@@ -102,9 +105,8 @@ def reference_windows(pipe, frames: np.ndarray, audio: np.ndarray, sr: int, n_fr
             mbs.append(mouth[s : s + n_frames])
             rows.append({"clip_id": clip, "identity": "reference", "scene": int(clip == "second"), "split": "adapt",
                          "caption": "", "start": s - a})
-    if len({r["clip_id"] for r in rows}) < 2:
-        raise InputError(source, f"reference too short to adapt on: {len(frames) / pipe.config.fps:.1f} s "
-                                 f"(need at least {MIN_SECONDS:.0f} s)")
+    if len({r["clip_id"] for r in rows}) < 2:  # a window longer than half the clip
+        raise InputError(source, f"reference too short to adapt on: {seconds:.1f} s for windows of {n_frames} frames")
     frames_u8 = torch.from_numpy(np.stack(vids))
     vae = pipe.vae
     with torch.no_grad():
@@ -124,50 +126,60 @@ def _resize(frame: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def adapt(cfg: Config, pipe, checkpoint: Path, reference: Path, *, root: Path = RUNS / "adapt", steps: int | None = None,
-          resume: bool = True, progress: bool = True) -> AdaptResult:
-    """Fit (or fetch from the cache) the LoRA adapter of `reference` (a video with speech) on the pipeline saved
-    at `checkpoint`."""
+def prepare(pipe, reference: Path, n_frames: int):
+    """(windows, aligned clip) of a reference video with speech: what adaptation trains on."""
     from ..inference.inputs import read_reference
     from ..media import normalize_video
-    from .stage import pick_device
 
-    st = cfg.train.lora
-    total = int(steps if steps is not None else st.steps)
-    out = adapter_dir_for(reference, checkpoint, root)
-    if (out / "adapter_config.json").exists():
-        meta = json.loads((out / "adapt.json").read_text())
-        if meta.get("steps") == total:
-            return AdaptResult(out, meta, cached=True)
     ref = read_reference(reference)
     try:
-        audio_clip = normalize_video(reference, need_audio=True)
+        clip = normalize_video(reference, need_audio=True)
     except Exception as e:  # noqa: BLE001 - one line naming the file, whatever the decoder said
         raise InputError(reference, f"adapt needs the reference's own speech ({type(e).__name__}: {str(e)[:80]})") from None
     aligned = align_clip(ref.frames, 2 * pipe.transformer.config.sample_size, fps=pipe.config.fps, source=str(reference))
-    td = pipe.vae.config.temporal_downsample
-    ws = reference_windows(pipe, aligned.frames, audio_clip.audio, audio_clip.sample_rate, st.frames, source=str(reference))
+    ws = reference_windows(pipe, aligned.frames, clip.audio, clip.sample_rate, n_frames, source=str(reference))
+    return ws, aligned
 
-    spec = pipe.conditions
-    sft = cfg.train.sft
+
+def fit(cfg: Config, pipe, ws: WindowSet, run_dir: Path, *, steps: int, resume: bool = True, progress: bool = True,
+        device=None):
+    """Train LoRA matrices on the pipeline's transformer (in place) over the reference's windows; the shared loop's
+    LoopResult (checkpoints under `run_dir`, resumable)."""
+    from .stage import pick_device
+
+    st, sft, spec = cfg.train.lora, cfg.train.sft, pipe.conditions
+    td = pipe.vae.config.temporal_downsample
     flow = FlowSpec(spec, bridge_prob=sft.bridge_prob, cond_dropout=sft.cond_dropout, timestep_shift=sft.timestep_shift,
                     losses={k: v for k, v in sft.losses.items() if k in ("face", "lip", "motion", "audio_mouth")})
     pairs = pd.DataFrame({"ref_clip_id": ["first", "second"], "target_clip_id": ["second", "first"]})
     source = PairBatches(ws, pairs, st.batch_size, seed=cfg.seed + 5, splits=("adapt",), td=td,
                          context_frames=spec.motion_context_frames if spec.motion else 0)
-    device = pick_device(cfg)
+    device = device or pick_device(cfg)
     model = add_lora(AvatarGenerator(pipe.transformer, pipe.audio_encoder).to(device))
 
     def loss_fn(m, batch, gen, step):
         return flow_loss(m, batch, gen, flow, td=td)
 
-    run_dir = out.parent
-    res = train_loop(model, loss_fn, source, st, run_dir, seed=cfg.seed + 5, total_steps=total, resume=resume,
-                     accelerator=make_accelerator(st.mixed_precision, str(device)), use_muon=False, use_ema=False,
-                     progress=progress)
+    return train_loop(model, loss_fn, source, st, run_dir, seed=cfg.seed + 5, total_steps=steps, resume=resume,
+                      accelerator=make_accelerator(st.mixed_precision, str(device)), use_muon=False, use_ema=False,
+                      progress=progress)
+
+
+def adapt(cfg: Config, pipe, checkpoint: Path, reference: Path, *, root: Path = RUNS / "adapt", steps: int | None = None,
+          resume: bool = True, progress: bool = True) -> AdaptResult:
+    """Fit (or fetch from the cache) the LoRA adapter of `reference` (a video with speech) on the pipeline saved
+    at `checkpoint`."""
+    total = int(steps if steps is not None else cfg.train.lora.steps)
+    out = adapter_dir_for(reference, checkpoint, root)
+    if (out / "adapter_config.json").exists():
+        meta = json.loads((out / "adapt.json").read_text())
+        if meta.get("steps") == total:
+            return AdaptResult(out, meta, cached=True)
+    ws, aligned = prepare(pipe, reference, cfg.train.lora.frames)
+    res = fit(cfg, pipe, ws, out.parent, steps=total, resume=resume, progress=progress)
     metrics = {"reference": str(reference), "steps": total, "lora_rank": LORA_RANK, "windows": len(ws),
                "reference_seconds": round(len(aligned.frames) / pipe.config.fps, 2), "checkpoint": str(checkpoint),
-               "face_note": aligned.note, **loss_drop(res.state.history)}
+               "face_note": aligned.note, "resumed_from": res.resumed_from, **loss_drop(res.state.history)}
     save_adapter(res.model.transformer, out, metrics)
     return AdaptResult(out, metrics, cached=False)
 
