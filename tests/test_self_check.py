@@ -63,6 +63,11 @@ def test_generate_on_footage_pastes_back_at_the_source_size_and_rate(person, tmp
     assert side["ai_generated"] and side["crop"] == "face" and side["checkpoint"] == str(ckpt)
     assert side["reference_sha256"] == hashlib.sha256(ref.read_bytes()).hexdigest()
     assert set(side["self_check"]) >= {"face_found_frac", "identity_distance", "ok", "judge"}
+    from avatarv.inference.verify import verify
+
+    found = verify(out)  # the mp4 itself says where it came from, and the pictures carry the watermark
+    assert found["watermark"] and found["tags"]["avatarv_model_hash"] == side["model_hash"]
+    assert found["tags"]["avatarv_reference_sha256"] == side["reference_sha256"]
     # --crop full keeps the model's own square output
     assert main(["generate", "--ref", str(ref), "--audio", str(speech), "--out", str(out), "--checkpoint", str(ckpt),
                  "--steps", "1", "--no-progress", "--crop", "full"]) == 0

@@ -139,7 +139,11 @@ def main(args: argparse.Namespace) -> int:
                   generator=generator, progress=not args.no_progress, crop=args.crop, source_name=str(args.ref))
     if result.note:
         print(f"{args.ref}: {result.note}")
-    result.save(out, fps=out_rate)
+    from .sidecar import describe, mp4_tags, write_sidecar
+
+    info = describe(checkpoint=ckpt, reference=Path(args.ref), audio=Path(args.audio), adapter=adapter, crop=args.crop,
+                    fps=out_rate, self_check={}, note=result.note)
+    result.save(out, fps=out_rate, metadata=mp4_tags(info))
     n = probe(out).n_frames
     h, w = result.frames.shape[1:3]
     print(f"{out}: {w}x{h}, {n} frames at {out_rate} fps ({n / float(out_rate):.2f} s; generated {len(result.frames)} at "
@@ -147,10 +151,8 @@ def main(args: argparse.Namespace) -> int:
 
     # 5. self-check and provenance sidecar
     from .self_check import self_check
-    from .sidecar import describe, write_sidecar
 
     check = self_check(result.frames, frames[0])
     print(check.summary())
-    write_sidecar(out, describe(checkpoint=ckpt, reference=Path(args.ref), audio=Path(args.audio), adapter=adapter,
-                                crop=args.crop, fps=out_rate, self_check=check.to_dict(), note=result.note))
+    write_sidecar(out, {**info, "self_check": check.to_dict(), "watermark": "avatarv (media/watermark.py)"})
     return 0

@@ -74,12 +74,15 @@ class AvatarVPipelineOutput(BaseOutput):
 
         return [Image.fromarray(f) for f in self.frames]
 
-    def save(self, path: str | Path, fps=None) -> Path:
+    def save(self, path: str | Path, fps=None, metadata: dict[str, str] | None = None, watermark: bool = True) -> Path:
         """An mp4 with the speech muxed in, written atomically (media.write_video), at `fps` (any rational rate:
         Fraction(30000, 1001), 29.97, "30000/1001"; default the generation rate). At another rate the media
         normaliser picks, for each output instant, the generated frame nearest in time; the audio is unchanged and
-        the video keeps following its length."""
+        the video keeps following its length. Every saved video carries the invisible avatarv watermark
+        (media/watermark.py; `avatarv verify` finds it) and says in its container tags that it is AI-generated
+        (`metadata` adds tags: model hash, reference hash, ...)."""
         from ..media import as_rate, retime, write_video
+        from ..media.watermark import embed
 
         rate = as_rate(fps if fps is not None else self.fps)
         frames = self.frames
@@ -87,7 +90,10 @@ class AvatarVPipelineOutput(BaseOutput):
             has_audio = self.audio is not None and self.sample_rate
             seconds = len(self.audio) / self.sample_rate if has_audio else len(frames) / self.fps
             frames = retime(frames, self.fps, rate, max(1, int(round(seconds * float(rate)))))
-        write_video(path, frames, rate, self.audio, self.sample_rate)
+        if watermark:
+            frames = embed(frames)
+        tags = {"comment": "AI-generated video (avatarv)", "avatarv_ai_generated": "true", **(metadata or {})}
+        write_video(path, frames, rate, self.audio, self.sample_rate, metadata=tags)
         return Path(path)
 
 

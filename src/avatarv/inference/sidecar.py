@@ -38,6 +38,12 @@ def describe(*, checkpoint: Path, reference: Path, audio: Path, adapter: Path | 
     }
 
 
+def mp4_tags(info: dict) -> dict[str, str]:
+    """The provenance that travels inside the mp4 itself (container tags), for when the sidecar is lost."""
+    return {f"avatarv_{k}": str(info[k]) for k in ("generator", "created", "model_hash", "reference_sha256",
+                                                   "audio_sha256") if info.get(k) is not None}
+
+
 def write_sidecar(video: str | Path, data: dict) -> Path:
     path = sidecar_path(video)
     with atomic_path(path) as tmp:

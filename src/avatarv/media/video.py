@@ -188,10 +188,12 @@ def write_video(
     audio: np.ndarray | None = None,
     sample_rate: int = 16000,
     crf: int = 18,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
     """Encode RGB frames as H.264 (yuv420p) at a rational rate (`fps`: 25, Fraction(30000, 1001), 29.97 or
     "30000/1001"; see normalize.as_rate) and optional mono audio as AAC into an mp4, atomically. Audio at a rate
-    AAC cannot carry is resampled to the next rate it can."""
+    AAC cannot carry is resampled to the next rate it can. `metadata`: container tags (any key; read back with
+    `read_metadata`)."""
     import av
 
     from .normalize import as_rate
@@ -203,7 +205,9 @@ def write_video(
     t, h, w, _ = frames.shape
     if h % 2 or w % 2:
         raise ValueError(f"{path}: H.264 yuv420p needs even frame sizes, got {w}x{h}")
-    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4", options={"fflags": "+bitexact"}) as c:
+    options = {"fflags": "+bitexact", **({"movflags": "use_metadata_tags"} if metadata else {})}
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4", options=options) as c:
+        c.metadata.update({str(k): str(v) for k, v in (metadata or {}).items()})
         vs = c.add_stream("libx264", rate=rate)
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
         vs.options = {"crf": str(crf), "preset": "medium", "threads": "1", "x264-params": "threads=1:lookahead-threads=1"}
@@ -238,3 +242,16 @@ def write_video(
             for pkt in ast.encode():
                 c.mux(pkt)
     return Path(path)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The container tags of a media file (what `write_video(metadata=...)` wrote, plus the muxer's own)."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            return dict(c.metadata)
+    except (av.error.FFmpegError, OSError) as e:
+        from ..errors import MediaError
+
+        raise MediaError(path, f"unreadable container ({type(e).__name__})") from None
