@@ -1,5 +1,7 @@
 """avatarv: an open, reproducible implementation of HeyGen's Avatar V talking-avatar system."""
 
+from . import quiet  # noqa: F401  (before any third-party import)
+
 __version__ = "0.1.0"
 
 

@@ -14,6 +14,7 @@ import functools
 
 import numpy as np
 
+from ..quiet import native_stderr_off
 from .box import Box
 
 BACKENDS = ("mediapipe", "dlib")
@@ -24,7 +25,9 @@ def _mediapipe_detector(model_selection: int, min_confidence: float):
     """One detector per process and setting: building the graph costs ~50 ms, running it ~10 ms."""
     import mediapipe as mp
 
-    return mp.solutions.face_detection.FaceDetection(model_selection=model_selection, min_detection_confidence=min_confidence)
+    with native_stderr_off():
+        return mp.solutions.face_detection.FaceDetection(model_selection=model_selection,
+                                                         min_detection_confidence=min_confidence)
 
 
 @functools.lru_cache(maxsize=1)
@@ -59,7 +62,9 @@ def detect_faces(
     frame = _check_frame(frame)
     h, w = frame.shape[:2]
     if backend == "mediapipe":
-        res = _mediapipe_detector(int(model_selection), float(min_confidence)).process(frame)
+        detector = _mediapipe_detector(int(model_selection), float(min_confidence))
+        with native_stderr_off():
+            res = detector.process(frame)
         boxes = []
         for d in res.detections or []:
             rb = d.location_data.relative_bounding_box

@@ -313,7 +313,7 @@ class AvatarVPipeline(DiffusionPipeline):
             raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
         ref = source_frames = as_frames(reference)
         audio, sample_rate = as_speech(audio, sample_rate)
-        aligned = None
+        aligned, notes = None, []
         if crop == "face":
             aligned = align_clip(ref, 2 * tr.config.sample_size, fps=cfg.fps, source=source_name or source_name_of(reference, "reference"))
             ref = aligned.frames
@@ -323,6 +323,9 @@ class AvatarVPipeline(DiffusionPipeline):
                 source = align_clip(source, 2 * tr.config.sample_size, fps=cfg.fps,
                                     source=source_name_of(motion_reference, "motion reference")).frames
             reference_motion = self.measure_reference_motion(source, min(self.reference_frames_used()[0], len(ref)))
+            if reference_motion is None:
+                notes.append("the reference's head motion could not be measured (no face mesh); motion comes from "
+                             "the model alone")
         n_ref_latent = min(cfg.reference_latent_frames, 1 + (len(ref) - 1) // td)  # whole VAE groups only
         n_ref_video = video_frames_for(n_ref_latent, td)
         ref_pix = square_resize(ref[:n_ref_video], tr.config.sample_size).to(device, vae.dtype)
@@ -394,17 +397,17 @@ class AvatarVPipeline(DiffusionPipeline):
         motion_video = expand_to_video_rate(tr.denormalize_motion(motion.float()), td, n_video)[0].cpu().numpy()
 
         # 7. back into the source's frames (played forwards and backwards under the speech)
-        face_frames, note = frames, ""
+        face_frames = frames
         if aligned is not None:
             idx = loop_indices(len(source_frames), n_video)
             frames = paste_back(face_frames, source_frames[idx],
                                 rescale(aligned.transforms[idx], aligned.side, face_frames.shape[1]))
-            note = aligned.note
+            notes.insert(0, aligned.note)
         ref_face = square_resize(ref[:1], face_frames.shape[1])[0, :, 0].permute(1, 2, 0)
         ref_face = ((ref_face + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
         return AvatarVPipelineOutput(frames=frames, motion=motion_video, latents=latents, fps=cfg.fps, audio=audio,
                                      sample_rate=sample_rate, face_frames=face_frames, reference_face=ref_face,
-                                     note=note)
+                                     note="; ".join(n for n in notes if n))
 
 
 def pipeline_from_config(cfg, vae, transformer, audio_encoder, conditions: ConditionSpec | dict | None = None,
@@ -438,4 +441,10 @@ def load_pipeline(path) -> AvatarVPipeline:
         saved_conditions(path)
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError, AttributeError) as e:
         raise InputError(path / "model_index.json", f"unreadable pipeline index ({type(e).__name__}: {str(e)[:80]})") from None
-    return AvatarVPipeline.from_pretrained(str(path))
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()  # component loading takes < 1 s; generation has its own bar
+    try:
+        return AvatarVPipeline.from_pretrained(str(path))
+    finally:
+        diffusers_logging.enable_progress_bar()

@@ -179,8 +179,11 @@ def face_mesh_landmarks(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     t, h, w, _ = frames.shape
     out = np.zeros((t, 478, 3), np.float64)
     valid = np.zeros(t, bool)
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=True,
-                                         min_detection_confidence=0.3, min_tracking_confidence=0.3) as mesh:
+    from ..quiet import native_stderr_off
+
+    with native_stderr_off(), mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.3,
+            min_tracking_confidence=0.3) as mesh:
         for i, frame in enumerate(frames):
             res = mesh.process(np.ascontiguousarray(frame))
             if res.multi_face_landmarks:
