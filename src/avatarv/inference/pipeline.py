@@ -19,7 +19,9 @@ Read top-down (`__call__`):
  5. each chunk is one `sample_window`: Euler steps of FlowMatchEulerDiscreteScheduler on video latents and motion
     jointly (closed-loop motion stream), CFG on audio and reference (diffusion/guidance.py). The stages' samples
     and proofs call the same `sample_window`;
- 6. decode the whole latent sequence once, trim the padded tail so video length == audio length.
+ 6. decode the whole latent sequence once, trim the padded tail so video length == audio length;
+ 7. when the pipeline has a `refiner` (stage 08, models/refiner.py), upscale the frames ×factor (tiny: 64 → 256 px),
+    the reference's high-res frames reaching it through Sparse Reference Attention.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -145,12 +148,16 @@ def as_speech(audio, sample_rate: int | None) -> tuple[np.ndarray, int]:
 
 class AvatarVPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "audio_encoder->transformer->vae"
+    # the super-resolution refiner (models/refiner.py, stage 08): when present, the output is refined
+    _optional_components: ClassVar[list[str]] = ["refiner"]
 
     def __init__(self, vae, transformer, audio_encoder, scheduler, fps: int = 25, chunk_latent_frames: int = 4,
                  bridge_latent_frames: int = 1, anchor_latent_frames: int = 1, reference_latent_frames: int = 2,
-                 steps: int = 12, cfg_audio: float = 2.0, cfg_reference: float = 1.5, conditions: dict | None = None):
+                 steps: int = 12, cfg_audio: float = 2.0, cfg_reference: float = 1.5, conditions: dict | None = None,
+                 refiner=None):
         super().__init__()
-        self.register_modules(vae=vae, transformer=transformer, audio_encoder=audio_encoder, scheduler=scheduler)
+        self.register_modules(vae=vae, transformer=transformer, audio_encoder=audio_encoder, scheduler=scheduler,
+                              refiner=refiner)
         # `conditions`: how the stage that saved this pipeline trained the transformer (inference/conditions.py)
         self.register_to_config(fps=fps, chunk_latent_frames=chunk_latent_frames, bridge_latent_frames=bridge_latent_frames,
                                 anchor_latent_frames=anchor_latent_frames, reference_latent_frames=reference_latent_frames,
@@ -269,11 +276,12 @@ class AvatarVPipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
         progress: bool = True,
         use_reference_cache: bool = True,
+        refine: bool = True,
     ) -> AvatarVPipelineOutput:
         """`reference`: video/photo path, PIL image(s) or (T, H, W, 3) uint8 frames; `audio`: a path or mono samples
         at `sample_rate`. `reference_motion` (T, 16): the style source's measured motion; None measures it (MediaPipe)
         on `motion_reference` (another person's clip: motion style transfer) or on the reference, unless
-        `measure_motion` is False."""
+        `measure_motion` is False. `refine`: run the pipeline's refiner, if it has one (output ×factor in size)."""
         cfg, spec, tr, vae = self.config, self.conditions, self.transformer, self.vae
         device, dtype = tr.device, tr.dtype
         td = vae.config.temporal_downsample
@@ -357,6 +365,10 @@ class AvatarVPipeline(DiffusionPipeline):
         motion = torch.cat(chunks_motion, dim=1)[:, :n_latent]
         frames = decode_frames(vae, latents)[0, :n_video].numpy()
         motion_video = expand_to_video_rate(tr.denormalize_motion(motion.float()), td, n_video)[0].cpu().numpy()
+
+        # 7. the refiner (if any): ×factor super-resolution, the person's reference frames in its attention
+        if refine and getattr(self, "refiner", None) is not None:
+            frames = self.refiner.refine(frames, ref, path="base model output")
         return AvatarVPipelineOutput(frames=frames, motion=motion_video, latents=latents, fps=cfg.fps, audio=audio,
                                      sample_rate=sample_rate)
 
