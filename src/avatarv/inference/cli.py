@@ -88,6 +88,25 @@ def resolve_refiner(arg: str | None) -> Path | None:
     return default if (default / "config.json").exists() else None
 
 
+def check_refiner(ckpt: Path, refiner_dir: Path | None, explicit: bool) -> Path | None:
+    """The refiner to use, checked from the saved configs before any weights load: its input size must be the base
+    model's frame size. A mismatch is a one-line error for --refiner; the default refiner is skipped with a note."""
+    import json
+
+    if refiner_dir is None:
+        return None
+    r = json.loads((refiner_dir / "config.json").read_text())
+    base = int(json.loads((ckpt / "transformer" / "config.json").read_text()).get("sample_size", 0))
+    if [int(s) for s in r.get("in_size", [])] != [base, base]:
+        h, w = r.get("in_size", ["?", "?"])
+        problem = f"the refiner upsamples {w}x{h} frames but the base model makes {base}x{base}"
+        if explicit:
+            raise InputError(refiner_dir, problem)
+        print(f"note: {refiner_dir}: {problem}; output not refined")
+        return None
+    return refiner_dir
+
+
 def main(args: argparse.Namespace) -> int:
     import torch
 
@@ -113,6 +132,7 @@ def main(args: argparse.Namespace) -> int:
         check_face(style_frames, args.motion_ref)
     ckpt = resolve_checkpoint(args.checkpoint)
     refiner_dir = None if getattr(args, "no_refine", False) else resolve_refiner(getattr(args, "refiner", None))
+    refiner_dir = check_refiner(ckpt, refiner_dir, explicit=bool(getattr(args, "refiner", None)))
 
     # 2. model
     from .pipeline import load_pipeline

@@ -267,7 +267,7 @@ def check_low_res(frames: np.ndarray, model: RefinerModel, path: str | Path) -> 
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
     """(T, H, W, 3) uint8 → (1, 3, T, H, W) in [−1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
+    return torch.from_numpy(np.array(frames, dtype=np.uint8)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
 
 
 def to_frames(x: torch.Tensor) -> np.ndarray:

@@ -114,7 +114,7 @@ def refiner_loss(model, batch: dict[str, Any], gen: torch.Generator, step: int, 
     mask = face_mask(batch["face"].cpu(), err.shape[-1]).to(err.device)
     l1 = err.mean()
     face = (err * mask).sum() / (mask.sum() * 3).clamp_min(1.0)
-    return l1 + face_weight * face, {"l1": float(l1), "face_l1": float(face)}
+    return l1 + face_weight * face, {"l1": float(l1.detach()), "face_l1": float(face.detach())}
 
 
 # ------------------------------------------------------------------------------------------------ variants
