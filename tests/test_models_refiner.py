@@ -308,3 +308,28 @@ def test_cli_help_states_the_output_size(capsys):
         main(["generate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--no-refine" in text and "256x256 at tiny" in text and "1080x1920" in text
+
+
+# ------------------------------------------------------------------------------------------------ data
+def test_hires_render_is_the_corpus_person_at_a_higher_size(tiny_cfg):
+    """The re-rendered clip, area-downsampled, is the same frame the renderer gives at the low size (same seeds:
+    same person, scene, speech and motion), and its face boxes are normalised."""
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    from avatarv.data.hires import base_like, render_clips
+
+    cfg = dataclasses.replace(tiny_cfg, corpus=dataclasses.replace(tiny_cfg.corpus, identities=2, scenes=1),
+                              train=dataclasses.replace(tiny_cfg.train, holdout_identities=1))
+    hi, boxes, meta = render_clips(cfg, 128, 3, progress=False)
+    lo, _, _ = render_clips(cfg, 32, 3, progress=False)
+    assert hi.shape == (2, 3, 128, 128, 3) and [m["split"] for m in meta] == ["train", "holdout"]
+    assert boxes.min() >= 0 and boxes.max() <= 1 and (boxes[..., 2] > boxes[..., 0]).all()
+    down = F.interpolate(torch.from_numpy(hi).flatten(0, 1).permute(0, 3, 1, 2).float(), size=(32, 32), mode="area")
+    diff = (down - torch.from_numpy(lo).flatten(0, 1).permute(0, 3, 1, 2).float()).abs().mean()
+    assert diff < 6.0, diff  # grey levels: the same picture up to resampling
+    other = (down - torch.from_numpy(lo[::-1].copy()).flatten(0, 1).permute(0, 3, 1, 2).float()).abs().mean()
+    assert other > 3 * diff  # and not just any face
+    small = base_like(torch.from_numpy(hi), (32, 32))
+    assert small.shape == (2, 3, 32, 32, 3) and small.dtype == torch.uint8
