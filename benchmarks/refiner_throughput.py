@@ -5,9 +5,10 @@
     PYTHONPATH=src python benchmarks/refiner_throughput.py --device cpu --profile tiny     # 64 → 256 px, fp32
 
 Random weights (the speed depends on shapes only), built from params.yaml `refiner` of the profile. Per setting:
-one reference encode (the cached K/V, once per video) and `--frames` low-res frames refined in chunks of `--chunk`
-frames with `layers·window` frames of context (models/refiner.py `refine_video`; exact for the local window), or
-in one pass (`full`, every frame attending to every frame — its cost grows with the video's length). Results are
+one reference encode (the cached K/V, once per video) and `--frames` low-res frames refined with the local window in
+one pass, or in chunks of `--chunk` frames with `layers·window` frames of context each side (models/refiner.py
+`refine_video`: exact, memory bounded, but the context is recomputed), or with full temporal attention (every frame
+attending to every frame: its cost per frame grows with the video's length). Results are
 merged into reports/refiner_throughput.json under the device's name, and reports/refiner_throughput.md is rewritten
 from it.
 """
@@ -49,6 +50,8 @@ def measure(model, low: torch.Tensor, reference: torch.Tensor, *, window: int | 
         cache = model.encode_reference(reference)
         if window == 0:
             return model(low, cache, window=0)
+        if chunk <= 0 or chunk >= T:
+            return model(low, cache)
         return model.refine_video(low, cache, chunk=chunk)
 
     once()
@@ -99,15 +102,17 @@ def main(argv=None) -> int:
     rows = []
     for T in args.frames:
         low = torch.rand(1, 3, T, h, w, device=args.device, dtype=dtype) * 2 - 1
-        settings = [("window", r.window)] + ([] if args.no_full else [("full", 0)])
-        for name, window in settings:
+        settings = [(f"window ±{r.window}, one pass", None, 0), (f"window ±{r.window}, chunks of {args.chunk}", None,
+                                                                 args.chunk)]
+        settings += [] if args.no_full else [("full temporal", 0, 0)]
+        for name, window, chunk in settings:
             try:
-                row = measure(model, low, reference, window=None if name == "window" else 0, chunk=args.chunk,
-                              repeats=args.repeats, device=args.device)
+                row = measure(model, low, reference, window=window, chunk=chunk, repeats=args.repeats,
+                              device=args.device)
             except torch.OutOfMemoryError:
                 row = {"frames": T, "error": "out of memory"}
                 torch.cuda.empty_cache()
-            rows.append({"attention": f"{name} (±{window})" if window else "full", **row})
+            rows.append({"attention": name, **row})
             print(json.dumps(rows[-1]))
     result = {"device": device_name(args.device), "profile": args.profile, "dtype": str(dtype).split(".")[-1],
               "in_size": [h, w], "out_size": [h * r.factor, w * r.factor], "params_m": round(

@@ -178,8 +178,15 @@ class RefinerModel(ModelMixin, ConfigMixin):
         return self.config.layers * self.config.window
 
     def _rope(self, T: int, h: int, w: int, offset: float, device) -> tuple[torch.Tensor, torch.Tensor]:
-        cos, sin = rope_cos_sin(token_positions(T, h, w, time_offset=offset), self.config.hidden // self.config.heads)
-        return cos.to(device), sin.to(device)
+        """RoPE tables, kept per shape and device (at 1080p a video has ~10⁵ tokens: built once, not per call)."""
+        cache = self.__dict__.setdefault("_rope_tables", {})
+        key = (T, h, w, float(offset), str(device))
+        if key not in cache:
+            if len(cache) > 16:
+                cache.clear()
+            cos, sin = rope_cos_sin(token_positions(T, h, w, time_offset=offset), self.config.hidden // self.config.heads)
+            cache[key] = (cos.to(device), sin.to(device))
+        return cache[key]
 
     @torch.no_grad()
     def encode_reference(self, reference: torch.Tensor) -> ReferenceCache:
