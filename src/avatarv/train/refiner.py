@@ -141,11 +141,11 @@ def model_dir(paths: StagePaths, name: str = MAIN) -> Path:
     return variant_dir(paths, name) / "model"
 
 
-def save_model(model: RefinerModel, path: Path) -> Path:
-    """`save_pretrained` beside `path`, then renamed onto it (a failed save never leaves half a model)."""
+def save_pretrained_atomically(obj, path: Path) -> Path:
+    """`obj.save_pretrained` beside `path`, then renamed onto it (a failed save never leaves half a model)."""
     tmp = path.with_name(path.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
+    obj.save_pretrained(str(tmp))
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)
     return path
@@ -169,7 +169,7 @@ def train_variant(cfg: Config, paths: StagePaths, hs: HiresSet, name: str = MAIN
     res = train_loop(model, loss_fn, source, st, run_dir, seed=cfg.seed + 8, resume=resume, use_muon=False,
                      accelerator=make_accelerator(r.mixed_precision, str(device)), progress=progress)
     trained = (res.ema_model or res.model).eval()
-    save_model(trained, model_dir(paths, name))
+    save_pretrained_atomically(trained, model_dir(paths, name))
     return StageOutcome(f"refiner:{name}" if name != MAIN else MAIN, run_dir, model_dir(paths, name),
                         res.state.history, {"steps": st.steps, "resumed_from": res.resumed_from,
                                             "train_seconds": round(time.time() - t0, 1), **loss_drop(res.state.history)})
@@ -214,13 +214,7 @@ def attach_to_pipeline(paths: StagePaths, refiner: RefinerModel, base: Path | No
         return None
     pipe = load_pipeline(base)
     pipe.register_modules(refiner=refiner)
-    final = paths.final(STAGE)
-    tmp = final.with_name(final.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(str(tmp))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    return final
+    return save_pretrained_atomically(pipe, paths.final(STAGE))
 
 
 def run(cfg: Config, paths: StagePaths | None = None, *, resume: bool = True, progress: bool = True,
