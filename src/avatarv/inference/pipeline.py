@@ -45,6 +45,7 @@ from ..diffusion.guidance import Guidance, guided_velocity
 # imported for their side effect: from_pretrained resolves saved components by module name
 from ..models import audio_encoder as _audio_encoder  # noqa: F401
 from ..models import dit as _dit  # noqa: F401
+from ..models import refiner as _refiner  # noqa: F401
 from ..models import vae as _vae  # noqa: F401
 from ..models.audio_features import log_mel
 from ..models.latent_time import as_latent_rate, expand_to_video_rate, latent_frames_for, video_frames_for

@@ -353,9 +353,11 @@ def attention_speed(cfg: Config, frames=(4, 8, 16), repeats: int = 2) -> list[di
     return rows
 
 
-def comparison_images(cfg: Config, paths: StagePaths, hs: HiresSet, n_clips: int = 3) -> np.ndarray:
+def comparison_images(cfg: Config, paths: StagePaths, hs: HiresSet, n_clips: int = 3, tile: int = 192) -> np.ndarray:
     """Face crops of held-out clips, one row per clip: base-like input (nearest-upsampled), bicubic, refiner without
-    reference, refiner, ground truth."""
+    reference, refiner, ground truth (each crop shown at `tile` × `tile`, nearest-neighbour)."""
+    import cv2
+
     r = cfg.refiner
     main = load_refiner(model_dir(paths, MAIN))
     noref = load_refiner(model_dir(paths, "no_reference")) if (model_dir(paths, "no_reference") / "config.json").exists() else None
@@ -368,9 +370,9 @@ def comparison_images(cfg: Config, paths: StagePaths, hs: HiresSet, n_clips: int
         outs = [np.repeat(np.repeat(low, r.factor, 1), r.factor, 2), bicubic(low, r.factor)]
         outs += [refine_clip(noref, low, None)] if noref is not None else []
         outs += [refine_clip(main, low, ref), truth]
-        rows.append(np.concatenate([o[1, y0:y1, x0:x1] for o in outs], 1))
-    w = min(row.shape[1] for row in rows)
-    return np.concatenate([row[:, :w] for row in rows], 0)
+        rows.append(np.concatenate([cv2.resize(np.ascontiguousarray(o[1, y0:y1, x0:x1]), (tile, tile),
+                                               interpolation=cv2.INTER_NEAREST) for o in outs], 1))
+    return np.concatenate(rows, 0)
 
 
 def write_table(path: Path, summary: list[dict], speed: list[dict], cfg: Config) -> Path:
