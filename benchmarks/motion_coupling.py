@@ -48,7 +48,8 @@ def _generate(pipe, case, seconds: float, seed: int, token_offset=None, plan_off
     ref = read_video(Path(CORPUS) / case["ref_path"], max_frames=n_motion)
     audio, sr = systems.target_audio(case, Path(CORPUS), seconds)
     with mock.patch.object(tr, "forward", side_effect=forward), mock.patch.object(planner_module, "motion_plan", side_effect=plan):
-        out = pipe(ref.frames, audio, sr, generator=torch.Generator().manual_seed(seed), progress=False)
+        out = pipe(ref.frames, audio, sr, generator=torch.Generator().manual_seed(seed), progress=False,
+                   crop="full")
     boxes = np.asarray(track_face(out.frames).boxes, np.float32)
     centre = (boxes[:, :2] + boxes[:, 2:4]) / 2 if boxes.ndim == 2 and len(boxes) else np.full((len(out.frames), 2), np.nan)
     return out.frames.astype(np.float32), centre

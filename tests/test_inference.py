@@ -40,7 +40,7 @@ def _speech(seconds, seed=1):
 def _run(pipe, seconds=1.3, seed=0, **kw):
     kw.setdefault("guidance", Guidance(audio=2.0, reference=1.5))
     return pipe(_ref(), _speech(seconds), SR, num_inference_steps=kw.pop("steps", 2),
-                generator=torch.Generator().manual_seed(seed), progress=False, **kw)
+                generator=torch.Generator().manual_seed(seed), progress=False, crop="full", **kw)
 
 
 def test_chunk_plan():
@@ -170,7 +170,7 @@ def test_cli_generates_mp4_with_audio(media, saved, tmp_path):
                 "--steps", "1", "--seed", "7", "--no-progress") == 0
     info = probe(out)
     assert info.has_audio and len(read_video(out).frames) == round(0.9 * 25)
-    assert not [p for p in tmp_path.iterdir() if p.name != "out.mp4"]  # no temp files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "out.mp4"]  # the sidecar; no temp files
 
 
 def test_cli_writes_at_the_reference_rate(media, saved, tmp_path, capsys):
@@ -284,7 +284,7 @@ def test_tiny_profile_pipeline_from_config(tiny_cfg):
     vae = AvatarVideoVAE(latent_channels=v.latent_channels, base_channels=8, spatial_downsample=v.spatial_downsample)
     dit = transformer_from_config(tiny_cfg.dit, v.latent_channels, sample_size=32)
     p = pipeline_from_config(tiny_cfg, vae.eval(), dit.eval(), AudioEncoder(audio_dim=tiny_cfg.dit.audio_dim).eval())
-    out = p(_ref(), _speech(1.0), SR, num_inference_steps=1, guidance=Guidance(1.0, 1.0),
+    out = p(_ref(), _speech(1.0), SR, num_inference_steps=1, guidance=Guidance(1.0, 1.0), crop="full",
             generator=torch.Generator().manual_seed(0), progress=False)
     assert out.frames.shape == (25, 32, 32, 3) and p.config.chunk_latent_frames == tiny_cfg.sampling.chunk_latent_frames
 

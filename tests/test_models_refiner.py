@@ -259,7 +259,7 @@ def test_pipeline_with_refiner_saves_loads_and_refines(saved_pair, tmp_path):
 
     pipe = load_pipeline(saved_pair / "pipe")
     ref = (np.random.default_rng(0).random((9, 40, 48, 3)) * 255).astype(np.uint8)
-    kw = dict(num_inference_steps=1, progress=False, measure_motion=False)
+    kw = dict(num_inference_steps=1, progress=False, measure_motion=False, crop="full")
     base = pipe(ref, _speech(0.5), 16000, generator=torch.Generator().manual_seed(0), **kw)
     pipe.register_modules(refiner=load_refiner(saved_pair / "refiner"))
     pipe.save_pretrained(tmp_path / "with_refiner")
@@ -288,12 +288,16 @@ def test_cli_refines_by_default_and_no_refine_skips(saved_pair, tmp_path, monkey
     Image.fromarray(astronaut()[:300, 100:400]).resize((128, 128)).save(tmp_path / "face.png")
     write_wav(tmp_path / "speech.wav", _speech(0.6), 16000)
     common = ["generate", "--ref", str(tmp_path / "face.png"), "--audio", str(tmp_path / "speech.wav"),
-              "--checkpoint", str(saved_pair / "pipe"), "--steps", "1", "--no-progress", "--fps", "30"]
+              "--checkpoint", str(saved_pair / "pipe"), "--steps", "1", "--no-progress", "--fps", "30", "--crop", "full"]
     assert main([*common, "--out", str(tmp_path / "a.mp4")]) == 0
     assert "64x64 (refined)" in capsys.readouterr().out
     assert read_video(tmp_path / "a.mp4").frames.shape[1:3] == (64, 64) and probe(tmp_path / "a.mp4").rate == 30
     assert main([*common, "--out", str(tmp_path / "b.mp4"), "--no-refine"]) == 0
     assert read_video(tmp_path / "b.mp4").frames.shape[1:3] == (32, 32)
+    # the face-aligned path refines the generated face, then pastes it back at the reference's size
+    face = [a for a in common if a not in ("--crop", "full")]
+    assert main([*face, "--out", str(tmp_path / "d.mp4")]) == 0
+    assert "128x128 (refined)" in capsys.readouterr().out
     capsys.readouterr()
     assert main([*common, "--out", str(tmp_path / "c.mp4"), "--refiner", str(saved_pair / "wrong")]) == 2
     err = capsys.readouterr().err.strip()

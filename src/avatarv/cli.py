@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "curate": ("avatarv.curate.cli", "run the curation cascade and identity graph on a corpus"),
     "train": ("avatarv.train.cli", "train a curriculum stage (vae, t2v, a2v, sft, lora)"),
     "generate": ("avatarv.inference.cli", "generate a talking video from a reference and speech audio"),
+    "adapt": ("avatarv.train.adapt_cli", "fit a per-person LoRA adapter on a reference clip"),
     "eval": ("avatarv.eval.cli", "score generated videos against references"),
     "study": ("avatarv.study.cli", "human study / Turing test: serve, export, analyze"),
 }

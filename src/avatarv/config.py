@@ -285,6 +285,17 @@ class EvalConfig:
 
 
 @dataclass(kw_only=True)
+class RealFacesConfig:
+    """Stage 13_real_faces (eval/real_faces.py): people framed as real footage, base vs per-person adapted model."""
+
+    synthetic_cases: int = 2  # held-out synthetic identities
+    real_cases: int = 2  # the corpus's real photo identities (trained on: no real face is left to hold out)
+    reference_seconds: float = 4.0  # the reference clip a user uploads
+    speech_seconds: float = 3.0  # the driving speech (another clip of the same person)
+    adapt_steps: int = 30  # LoRA steps of `avatarv adapt` per person
+
+
+@dataclass(kw_only=True)
 class StudyConfig:
     """Human study / Turing test app (issue 9)."""
 
@@ -319,6 +330,7 @@ class Config:
     train: TrainConfig
     distill: DistillConfig
     eval: EvalConfig
+    real_faces: RealFacesConfig
     study: StudyConfig
     tracking: TrackingConfig
     refiner: RefinerConfig = field(default_factory=RefinerConfig)

@@ -115,6 +115,6 @@ def generated(cases: list[dict], corpus_dir: Path, out: Path, checkpoint: Path, 
         torch.manual_seed(seed)  # rows must not depend on what ran before in the process (global RNG users)
         np.random.seed(seed)
         result = pipe(ref.frames, audio, sr, num_inference_steps=steps or None,
-                      generator=torch.Generator().manual_seed(seed), progress=progress)
+                      generator=torch.Generator().manual_seed(seed), progress=progress, crop="full")
         write_video(out / f"{c['case_id']}.mp4", result.frames, pipe.config.fps, audio, sr)
     return out

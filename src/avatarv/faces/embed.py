@@ -60,11 +60,13 @@ def embed_faces(
     *,
     model_path: str | None = None,
     landmarks: Sequence[np.ndarray] | None = None,
+    normalise: bool = True,
 ) -> np.ndarray:
     """One L2-normalised identity embedding per (frame, box) pair: (N, 128) for dlib, (N, 512) for arcface.
 
     Why pass precomputed `landmarks` (68-point): the cascade already has them for the sync check, so the
-    aligner need not run twice. Cosine similarity of two rows = their dot product.
+    aligner need not run twice. Cosine similarity of two rows = their dot product. `normalise=False` (dlib only)
+    keeps dlib's own descriptor scale, where the usual same-person threshold is a euclidean distance of 0.6.
     """
     if len(frames) != len(boxes):
         raise ValueError(f"embed_faces: {len(frames)} frames but {len(boxes)} boxes")
@@ -85,7 +87,7 @@ def embed_faces(
             else:
                 shape = pred(f, dlib_rect(b))
             out.append(np.array(enc.compute_face_descriptor(f, shape, 0)))
-        return _normalise(np.stack(out))
+        return _normalise(np.stack(out)) if normalise else np.stack(out).astype(np.float32)
     if backend == "arcface":
         if not model_path:
             raise ValueError("embed_faces: backend 'arcface' needs model_path (an ArcFace ONNX file)")

@@ -1,5 +1,12 @@
 """`avatarv generate`: reference video/photo + speech → talking mp4 with the audio muxed (seed: the product).
 
+By default (`--crop face`) the face is found in the reference, carried onto the corpus's face framing, generated
+there and pasted back into the reference's own frames at their size and rate (faces/align.py), so landscape
+footage and wide photos keep their framing; `--crop full` feeds the whole frame as a centre square (footage already
+framed like the corpus). `--adapt` first fits (or reuses) a per-person LoRA on the reference clip (train/adapt.py);
+`--lora DIR` uses a saved one. Every output gets a self-check (face present? same person as the reference? judged by
+dlib, which no training loss uses), printed as one line and written with the provenance into `OUT.json`.
+
 Every input is checked before any weights load, each failure one line naming the file and the problem:
 unreadable / missing file, no audio stream, silent audio, no face in the reference, no trained checkpoint.
 The mp4 is written atomically (temp file, then rename), so a failure never leaves a half-written output.
@@ -40,12 +47,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", default=None,
                    help="output frame rate: 25, 29.97, 30000/1001 ... "
                         "(default: the reference video's own rate; 25 for a photo)")
+    p.add_argument("--crop", choices=("face", "full"), default="face",
+                   help="face: generate the aligned face and paste it back into the reference's frames at their size "
+                        "(default); full: the whole frame, centre-cropped to a square (output at the model's size, "
+                        "64 px at the tiny profile, 256 px at small)")
+    p.add_argument("--adapt", action="store_true",
+                   help="fit (or reuse, cached by the clip's hash) a per-person LoRA on the reference clip first")
+    p.add_argument("--lora", default=None, help="a saved adapter folder (peft format, from `avatarv adapt`)")
     p.add_argument("--refiner", default=None,
                    help="a trained super-resolution refiner (stage 08). Default: runs/refiner/model when it exists. "
-                        "Output size: the base model's frames (tiny profile 64x64, a centre square of the reference) "
-                        "times the refiner's factor: 256x256 at tiny, 1080x1920 (1080p) at the paper profile")
+                        "It upscales the generated frames by its factor before they are pasted back: with --crop full "
+                        "the output is the model's size times the factor (256x256 at tiny, 1080x1920 = 1080p at the "
+                        "paper profile); with --crop face the sharper face is pasted into the reference's frames")
     p.add_argument("--no-refine", action="store_true",
-                   help="skip the refiner: output at the base model's size (64x64 at the tiny profile)")
+                   help="skip the refiner: the model's own frames (64x64 at the tiny profile with --crop full)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: params.yaml device)")
     p.add_argument("--no-progress", action="store_true")
 
@@ -149,17 +164,42 @@ def main(args: argparse.Namespace) -> int:
         pipe.register_modules(refiner=load_refiner(refiner_dir))
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
+    adapter = Path(args.lora) if args.lora else None
+    if args.adapt and adapter is None:
+        from ..train.adapt import adapt
+
+        fitted = adapt(cfg, pipe, ckpt, Path(args.ref), progress=not args.no_progress)
+        adapter = fitted.adapter_dir
+        print(f"{adapter}: adapter {'reused' if fitted.cached else 'fitted'} ({fitted.metrics['steps']} steps)")
+        pipe = load_pipeline(ckpt).to(device)
+        pipe.set_progress_bar_config(disable=True)
+    if adapter is not None:
+        from ..train.adapt import load_adapter
+
+        load_adapter(pipe, adapter)
 
     # 3. generate, 4. write atomically with the audio muxed
     guidance = Guidance(audio=args.cfg_audio if args.cfg_audio is not None else pipe.config.cfg_audio,
                         reference=args.cfg_reference if args.cfg_reference is not None else pipe.config.cfg_reference)
     generator = torch.Generator().manual_seed(cfg.seed if args.seed is None else args.seed)
     result = pipe(frames, audio, sr, motion_reference=style_frames, num_inference_steps=args.steps, guidance=guidance,
-                  generator=generator, progress=not args.no_progress, refine=not getattr(args, "no_refine", False))
+                  generator=generator, progress=not args.no_progress, crop=args.crop, source_name=str(args.ref),
+                  refine=not getattr(args, "no_refine", False))
+    if result.note:
+        print(f"{args.ref}: {result.note}")
     result.save(out, fps=out_rate)
     n = probe(out).n_frames
     h, w = result.frames.shape[1:3]
     refined = "refined" if getattr(pipe, "refiner", None) is not None and not getattr(args, "no_refine", False) else "not refined"
-    print(f"{out}: {n} frames of {w}x{h} ({refined}) at {out_rate} fps ({n / float(out_rate):.2f} s; generated "
+    print(f"{out}: {w}x{h} ({refined}), {n} frames at {out_rate} fps ({n / float(out_rate):.2f} s; generated "
           f"{len(result.frames)} at {pipe.config.fps} fps), audio {len(audio) / sr:.2f} s")
+
+    # 5. self-check and provenance sidecar
+    from .self_check import self_check
+    from .sidecar import describe, write_sidecar
+
+    check = self_check(result.frames, frames[0])
+    print(check.summary())
+    write_sidecar(out, describe(checkpoint=ckpt, reference=Path(args.ref), audio=Path(args.audio), adapter=adapter,
+                                crop=args.crop, fps=out_rate, self_check=check.to_dict(), note=result.note))
     return 0

@@ -20,8 +20,11 @@ Read top-down (`__call__`):
     jointly (closed-loop motion stream), CFG on audio and reference (diffusion/guidance.py). The stages' samples
     and proofs call the same `sample_window`;
  6. decode the whole latent sequence once, trim the padded tail so video length == audio length;
- 7. when the pipeline has a `refiner` (stage 08, models/refiner.py), upscale the frames ×factor (tiny: 64 → 256 px),
-    the reference's high-res frames reaching it through Sparse Reference Attention.
+ 7. when the pipeline has a `refiner` (stage 08, models/refiner.py), upscale the generated frames ×factor (tiny:
+    64 → 256 px), the reference's frames reaching it through Sparse Reference Attention;
+ 8. with `crop="face"` (user footage), steps 1-7 run in the face-aligned working space (faces/align.py: the
+    reference's face carried onto the corpus's framing) and the generated face is pasted back into the reference's
+    own frames at their size.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from diffusers.utils import BaseOutput
 from tqdm.auto import tqdm
 
 from ..diffusion.guidance import Guidance, guided_velocity
+from ..faces.align import align_clip, loop_indices, paste_back, rescale
 
 # imported for their side effect: from_pretrained resolves saved components by module name
 from ..models import audio_encoder as _audio_encoder  # noqa: F401
@@ -57,12 +61,15 @@ AUDIO_RATE = 16000
 
 @dataclass
 class AvatarVPipelineOutput(BaseOutput):
-    frames: np.ndarray  # (T, H, W, 3) uint8, T = round(audio seconds · fps)
+    frames: np.ndarray  # (T, H, W, 3) uint8, T = round(audio seconds · fps); the source's size with crop="face"
     motion: np.ndarray  # (T, 16) generated motion stream, per video frame
     latents: torch.Tensor  # (1, C, T', h, w) the generated latent sequence (padded tail removed)
     fps: int = 25
     audio: np.ndarray | None = None  # the driving speech, mono float32 (muxed by `save`)
     sample_rate: int | None = None
+    face_frames: np.ndarray | None = None  # (T, s, s, 3) what the model generated, in its working space
+    reference_face: np.ndarray | None = None  # (s, s, 3) the reference's first frame in that space
+    note: str = ""  # what the face alignment chose (e.g. the largest of several faces)
 
     @property
     def video(self) -> list:
@@ -145,6 +152,14 @@ def as_speech(audio, sample_rate: int | None) -> tuple[np.ndarray, int]:
     if audio.ndim != 1 or audio.size == 0 or not sample_rate or sample_rate <= 0:
         raise ValueError(f"audio must be non-empty mono samples at a positive rate, got {audio.shape} @ {sample_rate}")
     return audio, int(sample_rate)
+
+
+CROPS = ("face", "full")
+
+
+def source_name_of(x, default: str) -> str:
+    """What a one-line error calls an input: its path, else `default`."""
+    return str(x) if isinstance(x, (str, Path)) else default
 
 
 class AvatarVPipeline(DiffusionPipeline):
@@ -278,11 +293,17 @@ class AvatarVPipeline(DiffusionPipeline):
         progress: bool = True,
         use_reference_cache: bool = True,
         refine: bool = True,
+        crop: str = "face",
+        source_name: str | None = None,
     ) -> AvatarVPipelineOutput:
         """`reference`: video/photo path, PIL image(s) or (T, H, W, 3) uint8 frames; `audio`: a path or mono samples
         at `sample_rate`. `reference_motion` (T, 16): the style source's measured motion; None measures it (MediaPipe)
         on `motion_reference` (another person's clip: motion style transfer) or on the reference, unless
-        `measure_motion` is False. `refine`: run the pipeline's refiner, if it has one (output ×factor in size)."""
+        `measure_motion` is False. `crop="face"` (real footage) generates in the face-aligned working space and
+        pastes the face back into the reference's frames at their size (faces/align.py); `crop="full"` takes
+        frames already framed as the corpus frames them (the evaluation's clips) and returns the model's frames.
+        `source_name` names the reference in errors when it is given as frames (default: its path, or "reference").
+        `refine`: run the pipeline's refiner, if it has one (the model's frames ×factor in size, before paste-back)."""
         cfg, spec, tr, vae = self.config, self.conditions, self.transformer, self.vae
         device, dtype = tr.device, tr.dtype
         td = vae.config.temporal_downsample
@@ -291,11 +312,20 @@ class AvatarVPipeline(DiffusionPipeline):
         guidance = guidance or self.default_guidance()
         planner = self.motion_planner
 
-        # 1. inputs, the reference's motion and latents
-        ref = as_frames(reference)
+        # 1. inputs (aligned to the corpus's face framing), the reference's motion and latents
+        if crop not in CROPS:
+            raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
+        ref = source_frames = as_frames(reference)
         audio, sample_rate = as_speech(audio, sample_rate)
+        aligned = None
+        if crop == "face":
+            aligned = align_clip(ref, 2 * tr.config.sample_size, fps=cfg.fps, source=source_name or source_name_of(reference, "reference"))
+            ref = aligned.frames
         if reference_motion is None and measure_motion and spec.motion:
             source = ref if motion_reference is None else as_frames(motion_reference)
+            if motion_reference is not None and crop == "face":
+                source = align_clip(source, 2 * tr.config.sample_size, fps=cfg.fps,
+                                    source=source_name_of(motion_reference, "motion reference")).frames
             reference_motion = self.measure_reference_motion(source, min(self.reference_frames_used()[0], len(ref)))
         n_ref_latent = min(cfg.reference_latent_frames, 1 + (len(ref) - 1) // td)  # whole VAE groups only
         n_ref_video = video_frames_for(n_ref_latent, td)
@@ -370,8 +400,19 @@ class AvatarVPipeline(DiffusionPipeline):
         # 7. the refiner (if any): ×factor super-resolution, the person's reference frames in its attention
         if refine and getattr(self, "refiner", None) is not None:
             frames = self.refiner.refine(frames, ref, path="base model output")
+
+        # 8. back into the source's frames (played forwards and backwards under the speech)
+        face_frames, note = frames, ""
+        if aligned is not None:
+            idx = loop_indices(len(source_frames), n_video)
+            frames = paste_back(face_frames, source_frames[idx],
+                                rescale(aligned.transforms[idx], aligned.side, face_frames.shape[1]))
+            note = aligned.note
+        ref_face = square_resize(ref[:1], face_frames.shape[1])[0, :, 0].permute(1, 2, 0)
+        ref_face = ((ref_face + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
         return AvatarVPipelineOutput(frames=frames, motion=motion_video, latents=latents, fps=cfg.fps, audio=audio,
-                                     sample_rate=sample_rate)
+                                     sample_rate=sample_rate, face_frames=face_frames, reference_face=ref_face,
+                                     note=note)
 
 
 def pipeline_from_config(cfg, vae, transformer, audio_encoder, conditions: ConditionSpec | dict | None = None,
