@@ -223,6 +223,36 @@ class DistillConfig:
 
 
 @dataclass(kw_only=True)
+class RefinerConfig:
+    """Stage 08, the reference-aware super-resolution refiner (models/refiner.py, train/refiner.py)."""
+
+    factor: int = 4  # output side = input side × factor (tiny 64 → 256; paper 270×480 → 1080×1920)
+    in_size: list[int] = field(default_factory=lambda: [64, 64])  # (H, W) of the base model's frames it refines
+    patch: int = 4  # low-res pixels per token side; each token paints a (patch·factor)² output patch
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    window: int = 1  # local temporal attention: each frame sees frames t-window..t+window (0 = every frame)
+    reference_frames: int = 1  # high-res reference frames whose tokens are cached (Sparse Reference Attention)
+    reference_dropout: float = 0.1  # training: share of samples that see no reference (robust to a bad one)
+    render_frames: int = 16  # frames per clip re-rendered at the output size (one clip per identity and scene)
+    frames: int = 4  # frames per training sample
+    steps: int = 150
+    batch_size: int = 2
+    lr: float = 0.002
+    warmup_steps: int = 10
+    checkpoint_every: int = 100
+    face_weight: float = 2.0  # extra L1 weight inside the face box
+    blur_sigma: list[float] = field(default_factory=lambda: [0.0, 0.8])  # training degradation range (low-res px)
+    noise_std: list[float] = field(default_factory=lambda: [0.0, 0.02])  # additive noise range ([-1, 1] units)
+    # trained beside the main model for the comparison table: no_reference, full_temporal (window 0)
+    variants: list[str] = field(default_factory=lambda: ["no_reference", "full_temporal"])
+    eval_frames: int = 12  # frames per held-out clip scored
+    mixed_precision: str = "no"
+
+
+@dataclass(kw_only=True)
 class TrainConfig:
     t2v: StageTrainConfig
     a2v: StageTrainConfig
@@ -303,6 +333,7 @@ class Config:
     real_faces: RealFacesConfig
     study: StudyConfig
     tracking: TrackingConfig
+    refiner: RefinerConfig = field(default_factory=RefinerConfig)
 
 
 # --------------------------------------------------------------------------------------------- loading

@@ -20,7 +20,9 @@ Read top-down (`__call__`):
     jointly (closed-loop motion stream), CFG on audio and reference (diffusion/guidance.py). The stages' samples
     and proofs call the same `sample_window`;
  6. decode the whole latent sequence once, trim the padded tail so video length == audio length;
- 7. with `crop="face"` (user footage), steps 1-6 run in the face-aligned working space (faces/align.py: the
+ 7. when the pipeline has a `refiner` (stage 08, models/refiner.py), upscale the generated frames ×factor (tiny:
+    64 → 256 px), the reference's frames reaching it through Sparse Reference Attention;
+ 8. with `crop="face"` (user footage), steps 1-7 run in the face-aligned working space (faces/align.py: the
     reference's face carried onto the corpus's framing) and the generated face is pasted back into the reference's
     own frames at their size.
 """
@@ -32,6 +34,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -46,6 +49,7 @@ from ..faces.align import align_clip, loop_indices, paste_back, rescale
 # imported for their side effect: from_pretrained resolves saved components by module name
 from ..models import audio_encoder as _audio_encoder  # noqa: F401
 from ..models import dit as _dit  # noqa: F401
+from ..models import refiner as _refiner  # noqa: F401
 from ..models import vae as _vae  # noqa: F401
 from ..models.audio_features import log_mel
 from ..models.latent_time import as_latent_rate, expand_to_video_rate, latent_frames_for, video_frames_for
@@ -166,12 +170,16 @@ def source_name_of(x, default: str) -> str:
 
 class AvatarVPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "audio_encoder->transformer->vae"
+    # the super-resolution refiner (models/refiner.py, stage 08): when present, the output is refined
+    _optional_components: ClassVar[list[str]] = ["refiner"]
 
     def __init__(self, vae, transformer, audio_encoder, scheduler, fps: int = 25, chunk_latent_frames: int = 4,
                  bridge_latent_frames: int = 1, anchor_latent_frames: int = 1, reference_latent_frames: int = 2,
-                 steps: int = 12, cfg_audio: float = 2.0, cfg_reference: float = 1.5, conditions: dict | None = None):
+                 steps: int = 12, cfg_audio: float = 2.0, cfg_reference: float = 1.5, conditions: dict | None = None,
+                 refiner=None):
         super().__init__()
-        self.register_modules(vae=vae, transformer=transformer, audio_encoder=audio_encoder, scheduler=scheduler)
+        self.register_modules(vae=vae, transformer=transformer, audio_encoder=audio_encoder, scheduler=scheduler,
+                              refiner=refiner)
         # `conditions`: how the stage that saved this pipeline trained the transformer (inference/conditions.py)
         self.register_to_config(fps=fps, chunk_latent_frames=chunk_latent_frames, bridge_latent_frames=bridge_latent_frames,
                                 anchor_latent_frames=anchor_latent_frames, reference_latent_frames=reference_latent_frames,
@@ -290,6 +298,7 @@ class AvatarVPipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
         progress: bool = True,
         use_reference_cache: bool = True,
+        refine: bool = True,
         crop: str = "face",
         source_name: str | None = None,
     ) -> AvatarVPipelineOutput:
@@ -299,7 +308,8 @@ class AvatarVPipeline(DiffusionPipeline):
         `measure_motion` is False. `crop="face"` (real footage) generates in the face-aligned working space and
         pastes the face back into the reference's frames at their size (faces/align.py); `crop="full"` takes
         frames already framed as the corpus frames them (the evaluation's clips) and returns the model's frames.
-        `source_name` names the reference in errors when it is given as frames (default: its path, or "reference")."""
+        `source_name` names the reference in errors when it is given as frames (default: its path, or "reference").
+        `refine`: run the pipeline's refiner, if it has one (the model's frames ×factor in size, before paste-back)."""
         cfg, spec, tr, vae = self.config, self.conditions, self.transformer, self.vae
         device, dtype = tr.device, tr.dtype
         td = vae.config.temporal_downsample
@@ -396,7 +406,11 @@ class AvatarVPipeline(DiffusionPipeline):
         frames = decode_frames(vae, latents)[0, :n_video].numpy()
         motion_video = expand_to_video_rate(tr.denormalize_motion(motion.float()), td, n_video)[0].cpu().numpy()
 
-        # 7. back into the source's frames (played forwards and backwards under the speech)
+        # 7. the refiner (if any): ×factor super-resolution, the person's reference frames in its attention
+        if refine and getattr(self, "refiner", None) is not None:
+            frames = self.refiner.refine(frames, ref, path="base model output")
+
+        # 8. back into the source's frames (played forwards and backwards under the speech)
         face_frames = frames
         if aligned is not None:
             idx = loop_indices(len(source_frames), n_video)
