@@ -79,10 +79,10 @@ def run_systems(cfg, corpus: Path, cases: list[dict], settings: EvalSettings, ou
         t0 = time.time()
         entry = {"kind": p["kind"], "checkpoint": p.get("checkpoint", "")}
         try:
-            d = p["make"](out_root / "systems" / name.replace("/", "__"))
+            d = p["make"](out_root / "systems" / systems.file_stem(name))
             t1 = time.time()
             doc = evaluate_dirs(d, refs, settings, progress=progress, scorer=scorer)
-            write_json(doc, report_dir / "systems" / f"{name.replace('/', '__')}.json")
+            write_json(doc, report_dir / "systems" / f"{systems.file_stem(name)}.json")
             entry.update(aggregate=doc["aggregate"], make_s=t1 - t0, score_s=time.time() - t1)
         except (AvatarVError, OSError, RuntimeError, ValueError) as e:  # a broken checkpoint is a row, not a crash
             entry.update(error=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")

@@ -23,6 +23,12 @@ STAGE_ORDER = ("t2v", "a2v", "sft", "lora", "distill", "rlhf", "refiner")
 ROW_NAMES = {"distill": "distill:dmd"}
 
 
+def file_stem(name: str) -> str:
+    """A row name as a file or folder name: "sft:no_lip" → "sft--no_lip" (colons break Windows, some archivers and
+    URL paths; slashes would nest)."""
+    return name.replace(":", "--").replace("/", "__")
+
+
 def row_kind(name: str) -> str:
     """The leaderboard's kind column: a curriculum stage's model, a distilled student, or an ablation."""
     if name.startswith("distill:"):
