@@ -6,6 +6,8 @@ The mp4 is written atomically (temp file, then rename), so a failure never leave
 References and speech of any container, frame rate, rotation or sample rate are read through the media normaliser;
 the pipeline generates at its working rate and the mp4 is written at `--fps` (default: the reference video's own
 rate, e.g. 30000/1001 for a 29.97 fps clip; 25 for a photo), so the output can be pasted back into the source.
+With `--text` instead of `--audio`, the speech is first synthesised in the person's own voice, cloned from the
+reference video's audio (or `--voice-ref`) by the stage-09 voice model (inference/voice.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ DEFAULT_CHECKPOINTS = ("sft", "a2v")  # runs/<stage>/final, best first
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ref", required=True, help="reference video (.mp4) or photo (.png/.jpg) of the person")
-    p.add_argument("--audio", required=True, help="speech audio (.wav, or any file with an audio stream)")
+    speech = p.add_mutually_exclusive_group(required=True)
+    speech.add_argument("--audio", help="speech audio (.wav, or any file with an audio stream)")
+    speech.add_argument("--text", help="what the person says: spoken in their own voice, cloned from the reference "
+                                       "video's audio (or --voice-ref) by the voice model (stage 09_voice)")
+    p.add_argument("--voice-ref", default=None, help="with --text: take the voice from this file instead of --ref")
     p.add_argument("--out", required=True, help="output .mp4 (written atomically)")
     p.add_argument("--checkpoint", default=None,
                    help="a saved pipeline (every training stage saves one as runs/<stage>/final). "
@@ -40,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: the reference video's own rate; 25 for a photo)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: params.yaml device)")
     p.add_argument("--no-progress", action="store_true")
+    from .speak_cli import add_voice_arguments
+
+    add_voice_arguments(p)
 
 
 def check_face(frames: np.ndarray, path: str | Path) -> None:
@@ -85,8 +94,17 @@ def main(args: argparse.Namespace) -> int:
         out_rate = as_rate(args.fps) if args.fps is not None else reference.source_rate
     except ValueError as e:
         raise InputError("--fps", str(e)) from None
-    audio, sr = read_speech(args.audio)
-    check_face(frames, args.ref)
+    if args.text is not None:
+        if reference.frames.shape[0] == 1 and args.voice_ref is None:
+            raise InputError(args.ref, "a photo has no voice: pass --voice-ref with ~10 s of the person's speech")
+        check_face(frames, args.ref)
+        ckpt = resolve_checkpoint(args.checkpoint)  # before the voice model runs
+        from .speak_cli import synthesize_speech
+
+        audio, sr = synthesize_speech(args, args.voice_ref or args.ref, cfg)
+    else:
+        audio, sr = read_speech(args.audio)
+        check_face(frames, args.ref)
     style_frames = frames
     if args.motion_ref:
         style_frames = read_reference(args.motion_ref).frames
