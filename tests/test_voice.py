@@ -144,14 +144,25 @@ def _speech(n=3):
     return [a, b], voice_utterances(a, n, 0, SR, english=False) + voice_utterances(b, n, 0, SR, english=False)
 
 
+class _Stop(Exception):
+    pass
+
+
+def _stop_at_3(state):
+    if state.step == 3:
+        raise _Stop
+
+
 def test_codec_and_lm_resume_bit_identical(tmp_path, tiny_cfg):
-    """6 steps straight = 3 steps, stop, resume from the accelerate checkpoint, 3 more (codec and LM)."""
+    """6 steps straight = stopped after 3 (an exception at the checkpoint), resumed from the accelerate checkpoint,
+    3 more — for the codec (weights and RVQ codebooks) and the LM (weights and loss history)."""
     from avatarv.train import voice as tv
 
     cfg = _voice_cfg(tiny_cfg)
     _, utts = _speech(2)
     straight = tv.train_codec(cfg, utts, tmp_path / "a", progress=False)
-    tv.train_codec(cfg, utts, tmp_path / "b", progress=False, total_steps=3)
+    with pytest.raises(_Stop):
+        tv.train_codec(cfg, utts, tmp_path / "b", progress=False, on_step=_stop_at_3)
     resumed = tv.train_codec(cfg, utts, tmp_path / "b", progress=False)
     assert resumed.resumed_from == 3
     for (k, p), (_, q) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
@@ -162,7 +173,8 @@ def test_codec_and_lm_resume_bit_identical(tmp_path, tiny_cfg):
     data = tv.LMData(codes=codes, phonemes=[tv.phoneme_ids(u.phonemes, vocab) for u in utts],
                      speaker=[u.identity for u in utts], prompt_frames=12, max_frames=25)
     lm_a = tv.train_lm(cfg, data, len(vocab), codec.frame_rate, tmp_path / "lm_a", progress=False)
-    tv.train_lm(cfg, data, len(vocab), codec.frame_rate, tmp_path / "lm_b", progress=False, total_steps=3)
+    with pytest.raises(_Stop):
+        tv.train_lm(cfg, data, len(vocab), codec.frame_rate, tmp_path / "lm_b", progress=False, on_step=_stop_at_3)
     lm_b = tv.train_lm(cfg, data, len(vocab), codec.frame_rate, tmp_path / "lm_b", progress=False)
     assert lm_b.resumed_from == 3
     assert [h["loss"] for h in lm_a.state.history] == [h["loss"] for h in lm_b.state.history]
@@ -191,15 +203,15 @@ def test_lm_batches_prompt_from_the_same_voice_only():
 def test_speaker_prompt_changes_the_output_speaker(tmp_path, tiny_cfg):
     """Trained on a low male and a high female voice, the same text prompted with each comes out closer (resemblyzer)
     to the prompting voice than to the other one."""
-    from avatarv.media.speaker import voice_embedding
     from avatarv.inference.voice import VoiceCloner
+    from avatarv.media.speaker import voice_embedding
     from avatarv.train import voice as tv
 
     cfg = _voice_cfg(tiny_cfg, codec_channels=96, latent_dim=32, codebooks=4, codebook_size=64, codec_steps=250,
                      codec_batch=8, codec_window_s=1.0, lm_hidden=96, lm_layers=2, lm_steps=250, lm_batch=8,
                      lm_lr=2e-3, checkpoint_every=1000, prompt_seconds=2.0, max_audio_seconds=5.0,
                      griffin_lim_iters=16)
-    voices, utts = _speech(6)
+    _, utts = _speech(6)
     codec = tv.train_codec(cfg, utts, tmp_path / "codec", progress=False).model.eval()
     codes = tv.tokenize(codec, utts)
     vocab = tv.build_vocab(utts)

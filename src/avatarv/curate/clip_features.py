@@ -8,7 +8,6 @@ histogram of the frame's border ring with the face masked out.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..faces import embed_faces

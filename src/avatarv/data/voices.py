@@ -88,7 +88,7 @@ def voice_utterances(v: Voice, n: int, seed: int, sample_rate: int, english: boo
     `english` is off), each a different sentence drawn from a per-identity generator."""
     rng = np.random.default_rng(label_seed(seed, "voice", v.identity))
     out = []
-    for i in range(n):
+    for _ in range(n):
         out.append(speak(sentence(rng, v.language), v.voice, v.pitch, v.speed, v.language, sample_rate, v.identity))
         if english and not v.language.startswith("en"):
             out.append(speak(sentence(rng, "en-us"), v.english, v.pitch, v.speed, "en-us", sample_rate, v.identity))

@@ -21,9 +21,9 @@ import time
 import numpy as np
 import torch
 
-from ..media.speaker import voice_embedding
 from ..data.sentences import sentence
 from ..data.voices import Utterance, Voice, label_seed, speak
+from ..media.speaker import voice_embedding
 
 
 # --------------------------------------------------------------------------------------------- recogniser

@@ -73,7 +73,7 @@ class CodecWindows:
     def __init__(self, audios: list[np.ndarray], window: int, batch: int, seed: int):
         self.audios, self.window, self.batch_size, self.seed = audios, window, batch, seed
 
-    def batch(self, index: int, rank: int, world: int) -> dict:  # noqa: ARG002 - one process
+    def batch(self, index: int, rank: int, world: int) -> dict:
         rng = np.random.default_rng(step_seed(self.seed, index))
         out = np.zeros((self.batch_size, self.window), np.float32)
         for b in range(self.batch_size):
@@ -121,7 +121,7 @@ class LMBatches:
         prompt = speaker_prompt(d.codes, order, d.prompt_frames, rng)
         return prompt, d.phonemes[i], d.codes[i][: d.max_frames]
 
-    def batch(self, index: int, rank: int, world: int) -> dict:  # noqa: ARG002 - one process
+    def batch(self, index: int, rank: int, world: int) -> dict:
         rng = np.random.default_rng(step_seed(self.seed, index))
         picks = [self.items[int(rng.integers(len(self.items)))] for _ in range(self.batch_size)]
         return collate([self.sample(i, rng) for i in picks])
@@ -169,18 +169,18 @@ def stage_train_config(v: VoiceConfig, phase: str) -> StageTrainConfig:
                             checkpoint_every=v.checkpoint_every)
 
 
-def codec_loss(model, batch, generator, step):  # noqa: ARG001 - loop signature
+def codec_loss(model, batch, generator, step):
     recon, target, _, commit = model(batch["audio"], generator)
     rec, terms = VoiceCodec.reconstruction_loss(recon, target)
     return rec + CODEC_COMMIT * commit, {**terms, "commit": float(commit.detach())}
 
 
-def lm_loss(model, batch, generator, step):  # noqa: ARG001 - loop signature
+def lm_loss(model, batch, generator, step):
     return model.loss(batch["prompt"], batch["prompt_mask"], batch["phonemes"], batch["phoneme_mask"],
                       batch["codes"], batch["code_mask"])
 
 
-def train_codec(cfg: Config, utterances: list[Utterance], run_dir: Path, progress: bool = True, total_steps=None):
+def train_codec(cfg: Config, utterances: list[Utterance], run_dir: Path, progress: bool = True, **loop_kw):
     v = cfg.voice
     torch.manual_seed(cfg.seed)
     codec = make_codec(v)
@@ -188,7 +188,7 @@ def train_codec(cfg: Config, utterances: list[Utterance], run_dir: Path, progres
     source = CodecWindows([u.audio for u in utterances], window, v.codec_batch, cfg.seed)
     return train_loop(codec, codec_loss, source, stage_train_config(v, "codec"), run_dir, seed=cfg.seed,
                       device="cpu" if cfg.device == "cpu" else "auto", use_muon=False, use_ema=False,
-                      progress=progress, total_steps=total_steps)
+                      progress=progress, **loop_kw)
 
 
 @torch.no_grad()
@@ -199,13 +199,13 @@ def tokenize(codec: VoiceCodec, utterances: list[Utterance]) -> list[torch.Tenso
 
 
 def train_lm(cfg: Config, data: LMData, n_phonemes: int, frame_rate: float, run_dir: Path, progress: bool = True,
-             total_steps=None):
+             **loop_kw):
     v = cfg.voice
     torch.manual_seed(cfg.seed)
     lm = make_lm(v, n_phonemes, frame_rate)
     return train_loop(lm, lm_loss, LMBatches(data, v.lm_batch, cfg.seed), stage_train_config(v, "lm"), run_dir,
                       seed=cfg.seed, device="cpu" if cfg.device == "cpu" else "auto", use_muon=False, use_ema=False,
-                      progress=progress, total_steps=total_steps)
+                      progress=progress, **loop_kw)
 
 
 def save_cloner(final: Path, codec: VoiceCodec, lm: VoiceLM, vocab: list[str], info: dict) -> Path:
