@@ -19,9 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("avatarv.data.ingest", "normalise a folder of real mp4s into the corpus layout"),
     "curate": ("avatarv.curate.cli", "run the curation cascade and identity graph on a corpus"),
     "train": ("avatarv.train.cli", "train a curriculum stage (vae, t2v, a2v, sft, lora)"),
-    "generate": ("avatarv.inference.cli", "generate a talking video from a reference and speech audio"),
     "adapt": ("avatarv.train.adapt_cli", "fit a per-person LoRA adapter on a reference clip"),
     "verify": ("avatarv.inference.verify", "check an mp4 for the avatarv watermark and provenance tags"),
+    "generate": ("avatarv.inference.cli", "generate a talking video from a reference and speech audio (or text)"),
+    "speak": ("avatarv.inference.speak_cli", "text to speech in the voice of a ~10 s reference (voice cloning)"),
     "eval": ("avatarv.eval.cli", "score generated videos against references"),
     "study": ("avatarv.study.cli", "human study / Turing test: serve, export, analyze"),
 }

@@ -253,6 +253,47 @@ class RefinerConfig:
 
 
 @dataclass(kw_only=True)
+class VoiceConfig:
+    """Stage 09, voice cloning (issue 24): a residual-VQ codec and a causal transformer LM over its tokens."""
+
+    # training speech: every corpus voice speaks `utterances` sentences of its own language and as many in English
+    utterances: int = 12
+    sample_rate: int = 16000
+    # codec (models/voice_codec.py): STFT frames (n_fft, hop) grouped `stride` to one token frame (25 Hz at 16 kHz)
+    n_fft: int = 512
+    hop: int = 160
+    stride: int = 4
+    codec_channels: int = 128
+    latent_dim: int = 64
+    codebooks: int = 4  # residual VQ depth
+    codebook_size: int = 256
+    codec_steps: int = 800
+    codec_batch: int = 8
+    codec_lr: float = 0.002
+    codec_window_s: float = 2.0  # training crop
+    griffin_lim_iters: int = 32
+    # language model (models/voice_lm.py, a transformers GPT-2 trained from scratch)
+    lm_hidden: int = 192
+    lm_layers: int = 4
+    lm_heads: int = 4
+    lm_dropout: float = 0.0
+    prompt_seconds: float = 4.0  # speaker prompt: the most voiced window of the reference, in codec frames
+    max_audio_seconds: float = 8.0  # longest utterance the LM generates (and trains on)
+    lm_steps: int = 800
+    lm_batch: int = 8
+    lm_lr: float = 0.001
+    warmup_steps: int = 50
+    checkpoint_every: int = 200
+    temperature: float = 0.7  # sampling temperature (0 = greedy)
+    top_k: int = 20
+    # evaluation and input checks
+    eval_texts: int = 3  # English sentences cloned per held-out voice
+    min_reference_s: float = 3.0  # shorter voiced speech in a reference is refused
+    max_reference_s: float = 30.0  # longer references are cut (the prompt only needs a few seconds)
+    multi_speaker_similarity: float = 0.6  # reference windows less alike than this = several speakers
+
+
+@dataclass(kw_only=True)
 class TrainConfig:
     t2v: StageTrainConfig
     a2v: StageTrainConfig
@@ -329,6 +370,7 @@ class Config:
     conditions: ConditionsConfig
     train: TrainConfig
     distill: DistillConfig
+    voice: VoiceConfig
     eval: EvalConfig
     real_faces: RealFacesConfig
     study: StudyConfig

@@ -58,7 +58,7 @@ def _sections(stage: str) -> tuple[str, ...]:
         "corpus": ("corpus",), "curate": ("curate",), "vae": ("vae",), "t2v": ("dit", "sampling", "train"),
         "a2v": ("dit", "sampling", "train"), "sft": ("dit", "sampling", "conditions", "train"),
         "personality": ("dit", "sampling", "conditions", "train"), "eval": ("eval",),
-        "leaderboard": ("eval",), "study": ("study",), "refiner": ("refiner",),
+        "leaderboard": ("eval",), "study": ("study",), "refiner": ("refiner",), "voice": ("voice",),
     }.items():
         if key in stage:
             return sections

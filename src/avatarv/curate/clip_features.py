@@ -8,11 +8,10 @@ histogram of the frame's border ring with the face masked out.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from ..faces import embed_faces
+from ..media.speaker import voice_embedding  # noqa: F401 - part of this module's interface (cascade.py)
 
 BG_BINS = (8, 4, 4)
 
@@ -29,30 +28,6 @@ def face_embedding(ctx) -> tuple[np.ndarray, float]:
     mean = emb.mean(axis=0)
     mean /= max(np.linalg.norm(mean), 1e-8)
     return mean.astype(np.float32), float((emb @ mean).min())
-
-
-@functools.lru_cache(maxsize=1)
-def _voice_encoder():
-    from resemblyzer import VoiceEncoder
-
-    return VoiceEncoder("cpu", verbose=False)
-
-
-def voice_embedding(audio16k: np.ndarray) -> np.ndarray:
-    """L2-normalised 256-D resemblyzer (GE2E) speaker embedding of the clip's speech; empty without audio.
-
-    Why a voice too: procedurally related faces can look alike to a 128-D face descriptor, while one person keeps
-    one voice across scenes; requiring both to match keeps look-alikes apart in the identity graph.
-    """
-    if audio16k.size < 16000 // 2 or not np.any(audio16k):
-        return np.zeros(0, np.float32)
-    from resemblyzer import preprocess_wav
-
-    wav = preprocess_wav(audio16k.astype(np.float32), source_sr=16000)
-    if wav.size < 16000 // 2:
-        return np.zeros(0, np.float32)
-    e = _voice_encoder().embed_utterance(wav)
-    return (e / max(np.linalg.norm(e), 1e-8)).astype(np.float32)
 
 
 def background_mask(shape: tuple[int, int], face) -> np.ndarray:

@@ -15,6 +15,8 @@ the pipeline generates at its working rate and the mp4 is written at `--fps` (de
 rate, e.g. 30000/1001 for a 29.97 fps clip; 25 for a photo), so the output can be pasted back into the source.
 When stage 08 has trained a refiner (runs/refiner/model) the frames are upscaled by it (tiny: 64 → 256 px);
 `--no-refine` keeps the base model's size.
+With `--text` instead of `--audio`, the speech is first synthesised in the person's own voice, cloned from the
+reference video's audio (or `--voice-ref`) by the stage-09 voice model (inference/voice.py).
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ DEFAULT_CHECKPOINTS = ("sft", "a2v")  # runs/<stage>/final, best first
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ref", required=True, help="reference video (.mp4) or photo (.png/.jpg) of the person")
-    p.add_argument("--audio", required=True, help="speech audio (.wav, or any file with an audio stream)")
+    speech = p.add_mutually_exclusive_group(required=True)
+    speech.add_argument("--audio", help="speech audio (.wav, or any file with an audio stream)")
+    speech.add_argument("--text", help="what the person says: spoken in their own voice, cloned from the reference "
+                                       "video's audio (or --voice-ref) by the voice model (stage 09_voice)")
+    p.add_argument("--voice-ref", default=None, help="with --text: take the voice from this file instead of --ref")
     p.add_argument("--out", required=True, help="output .mp4 (written atomically)")
     p.add_argument("--checkpoint", default=None,
                    help="a saved pipeline (every training stage saves one as runs/<stage>/final). "
@@ -63,6 +69,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip the refiner: the model's own frames (64x64 at the tiny profile with --crop full)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: params.yaml device)")
     p.add_argument("--no-progress", action="store_true")
+    from .speak_cli import add_voice_arguments
+
+    add_voice_arguments(p)
 
 
 def check_face(frames: np.ndarray, path: str | Path) -> None:
@@ -139,8 +148,17 @@ def main(args: argparse.Namespace) -> int:
         out_rate = as_rate(args.fps) if args.fps is not None else reference.source_rate
     except ValueError as e:
         raise InputError("--fps", str(e)) from None
-    audio, sr = read_speech(args.audio)
-    check_face(frames, args.ref)
+    if args.text is not None:
+        if reference.frames.shape[0] == 1 and args.voice_ref is None:
+            raise InputError(args.ref, "a photo has no voice: pass --voice-ref with ~10 s of the person's speech")
+        check_face(frames, args.ref)
+        ckpt = resolve_checkpoint(args.checkpoint)  # before the voice model runs
+        from .speak_cli import synthesize_speech
+
+        audio, sr = synthesize_speech(args, args.voice_ref or args.ref, cfg)
+    else:
+        audio, sr = read_speech(args.audio)
+        check_face(frames, args.ref)
     style_frames = frames
     if args.motion_ref:
         style_frames = read_reference(args.motion_ref).frames
@@ -157,13 +175,17 @@ def main(args: argparse.Namespace) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":  # many small ops: extra threads only add sync cost (measured 50 ms vs 2.3 s per step on a busy 2-core box)
         torch.set_num_threads(1)
-    pipe = load_pipeline(ckpt)
-    if refiner_dir is not None:
-        from ..models.refiner import load_refiner
+    def build_pipe():
+        pipe = load_pipeline(ckpt)
+        if refiner_dir is not None:
+            from ..models.refiner import load_refiner
 
-        pipe.register_modules(refiner=load_refiner(refiner_dir))
-    pipe = pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
+            pipe.register_modules(refiner=load_refiner(refiner_dir))
+        pipe = pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    pipe = build_pipe()
     adapter = Path(args.lora) if args.lora else None
     if args.adapt and adapter is None:
         from ..train.adapt import adapt
@@ -171,8 +193,7 @@ def main(args: argparse.Namespace) -> int:
         fitted = adapt(cfg, pipe, ckpt, Path(args.ref), progress=not args.no_progress)
         adapter = fitted.adapter_dir
         print(f"{adapter}: adapter {'reused' if fitted.cached else 'fitted'} ({fitted.metrics['steps']} steps)")
-        pipe = load_pipeline(ckpt).to(device)
-        pipe.set_progress_bar_config(disable=True)
+        pipe = build_pipe()  # the fit trained this pipeline's transformer in place; start clean, then load
     if adapter is not None:
         from ..train.adapt import load_adapter
 
@@ -189,8 +210,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"{args.ref}: {result.note}")
     from .sidecar import describe, mp4_tags, write_sidecar
 
-    info = describe(checkpoint=ckpt, reference=Path(args.ref), audio=Path(args.audio), adapter=adapter, crop=args.crop,
-                    fps=out_rate, self_check={}, note=result.note)
+    info = describe(checkpoint=ckpt, reference=Path(args.ref), audio=Path(args.audio) if args.audio else None,
+                    text=args.text, adapter=adapter, crop=args.crop, fps=out_rate, self_check={}, note=result.note)
     result.save(out, fps=out_rate, metadata=mp4_tags(info))
     n = probe(out).n_frames
     h, w = result.frames.shape[1:3]

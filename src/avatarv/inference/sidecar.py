@@ -15,8 +15,10 @@ def sidecar_path(video: str | Path) -> Path:
     return Path(video).with_suffix(".json")
 
 
-def describe(*, checkpoint: Path, reference: Path, audio: Path, adapter: Path | None, crop: str, fps,
-             self_check: dict, note: str = "") -> dict:
+def describe(*, checkpoint: Path, reference: Path, audio: Path | None, adapter: Path | None, crop: str, fps,
+             self_check: dict, note: str = "", text: str | None = None) -> dict:
+    """`audio` is the driving speech file; None when the speech was synthesised from `text` in the cloned voice."""
+    import hashlib
     from importlib.metadata import PackageNotFoundError, version
 
     from ..train.adapt import base_hash, file_hash
@@ -32,7 +34,9 @@ def describe(*, checkpoint: Path, reference: Path, audio: Path, adapter: Path | 
         "checkpoint": str(checkpoint), "model_hash": base_hash(checkpoint),
         "adapter": None if adapter is None else str(adapter),
         "reference": str(reference), "reference_sha256": file_hash(reference, 64),
-        "audio": str(audio), "audio_sha256": file_hash(audio, 64),
+        "audio": str(audio) if audio else "synthesised from text (voice cloned from the reference)",
+        "audio_sha256": file_hash(audio, 64) if audio else None,
+        "text_sha256": hashlib.sha256(text.encode()).hexdigest() if text else None,
         "crop": crop, "fps": str(fps), "face_note": note,
         "self_check": self_check,
     }
