@@ -171,7 +171,8 @@ def write_report(df: pd.DataFrame, summ: pd.DataFrame, path: Path, gpu_note: str
         "the old behaviour), `base` (face-aligned working space + paste-back), `adapted` (the same after `avatarv adapt`).",
         "Each case: a reference clip framed as real footage (16:9, face 12-28 % of the width, natural photo behind,",
         "24 or 30 fps) and a second clip of the same person whose speech drives generation. `avatarv generate`'s path:",
-        "face-aligned working space, paste-back at the source's size. Judge for face and identity: dlib (HOG + ResNet",
+        "face-aligned working space, paste-back at the source's size (without the stage-08 refiner, which changes the",
+        "64-px face by +0.03 dB at this scale). Judge for face and identity: dlib (HOG + ResNet",
         "descriptor), used by no training loss; same person <= 0.6. Lip sync: the evaluation's sync expert.",
         "",
         "The corpus trains on every real face the installed packages ship (eight), so the real-photo rows are people",
@@ -238,3 +239,15 @@ def montage(df: pd.DataFrame, out: Path, path: Path, width: int = 320) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), grid[..., ::-1])
     return path
+
+
+def gpu_adapt_note(path: Path) -> str:
+    """The adaptation's GPU time from benchmarks/adapt_speed.py's committed report, as one line for the report."""
+    import json
+
+    if not Path(path).exists():
+        return "Adaptation on GPU: not measured (run benchmarks/adapt_speed.py on a GPU machine)."
+    doc = json.loads(Path(path).read_text())
+    gpus = {k: v for k, v in doc.items() if isinstance(v, dict) and k != "cpu" and not k.startswith("cpu")}
+    return "; ".join(f"Adaptation on GPU ({name}): {v['seconds']:.1f} s for {v['steps']} LoRA steps of the same fit "
+                     f"(benchmarks/adapt_speed.py, reports/adapt_speed.md)" for name, v in gpus.items()) + "."
