@@ -14,6 +14,7 @@ STAGES: dict[str, str] = {
     "sft": "avatarv.train.sft",
     "lora": "avatarv.train.lora",
     "distill": "avatarv.train.distill",
+    "rlhf": "avatarv.train.rlhf",
 }
 
 
