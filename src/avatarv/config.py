@@ -226,7 +226,7 @@ class DistillConfig:
 class RLHFConfig:
     """Stage 5, RLHF (train/rlhf.py): GRPO on the reward models, DPO on preference pairs, both KL-regularised."""
 
-    grpo_steps: int = 12  # policy updates (one group rollout each)
+    grpo_steps: int = 16  # policy updates (one group rollout each)
     prompts_per_step: int = 2  # conditions (reference + audio windows) per rollout
     group_size: int = 4  # samples per condition; advantages are relative within the group
     noise_level: float = 0.7  # η of the SDE sampler (exploration); 0 = the deterministic ODE
