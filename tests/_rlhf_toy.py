@@ -2,6 +2,8 @@
 noise ε to the sample ε: mean 0), sampled with the same SDE steps (diffusion/flow.py) as the avatar pipeline, and
 a reward peaked at x = 2."""
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -55,6 +57,6 @@ def ode_mean(policy, steps=4, n=4096, seed=0):
     """Mean of the deterministic (ODE) samples."""
     x = torch.randn(n, 1, generator=torch.Generator().manual_seed(seed))
     grid = torch.linspace(1.0, 0.0, steps + 1).tolist()
-    for t, t_next in zip(grid[:-1], grid[1:]):
+    for t, t_next in itertools.pairwise(grid):
         x = x + (t_next - t) * policy(x, t)
     return float(x.mean())

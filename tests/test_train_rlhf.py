@@ -150,6 +150,7 @@ def test_sample_window_sde_trace_matches_the_velocity_it_differentiates():
             v_lat, v_mot = pipe.velocity(st["lat"], st["mot"], torch.full((1,), st["t"]), w)
         mean = sde_mean(st["lat"].float(), v_lat.float(), st["t"], st["t_next"], st["sigma"])
         assert torch.equal(mean, st["mean_lat"])
+        assert torch.equal(sde_mean(st["mot"].float(), v_mot.float(), st["t"], st["t_next"], st["sigma"]), st["mean_mot"])
         lp = gaussian_log_prob(st["next_lat"], st["mean_lat"], st["std"])
         assert torch.isfinite(lp).all()
 
@@ -297,3 +298,67 @@ def test_empty_or_missing_preferences_never_train(tmp_path):
     with pytest.raises(InputError, match="no preference pairs"):
         dpo_loop(ToyVelocity(), ToyVelocity(), None, empty, tmp_path / "dpo", steps=1, batch=1, beta=1.0, lr=0.1,
                  seed=0, checkpoint_every=1, device="cpu", progress=False)
+
+
+# ------------------------------------------------------------------------------------------------ study votes
+def _study_with_votes(tmp_path, human: dict[str, list[str]], simulated: dict[str, list[str]]):
+    """The demo study (2 pairwise cases, 3 annotators each) with the given choices per pairwise case key."""
+    from avatarv.study.db import Answer, Case, open_db
+    from avatarv.study.fixtures import make_demo_manifest
+    from avatarv.study.manifest import create_study, read_manifest
+
+    media = tmp_path / "media"
+    manifest = make_demo_manifest(media)
+    db = tmp_path / "study.db"
+    with open_db(db)() as s:
+        create_study(s, read_manifest(manifest), media, 6, seed=3, annotators_per_case=3)
+        for case in s.query(Case).filter(Case.kind == "pairwise"):
+            asgs = sorted(case.assignments, key=lambda a: a.id)
+            choices = [(c, False) for c in human.get(case.key, [])] + [(c, True) for c in simulated.get(case.key, [])]
+            for asg, (choice, sim) in zip(asgs, choices):
+                s.add(Answer(assignment=asg, choice=choice, simulated=sim))
+        s.commit()
+    return db, media
+
+
+def test_study_votes_are_human_only_with_vote_shares(tmp_path):
+    from avatarv.train.rlhf import study_preference_votes, study_votes
+
+    db, _ = _study_with_votes(tmp_path, human={"pairwise_1": ["right", "right", "tie"], "pairwise_2": ["left"]},
+                              simulated={"pairwise_2": ["right", "right"]})
+    assert study_votes(db) == {"human": 3, "simulated": 2}  # ties carry no winner
+    votes = {v["case"]: v for v in study_preference_votes(db)}
+    assert set(votes) == {"pairwise_1", "pairwise_2"}
+    one = votes["pairwise_1"]
+    assert one["chosen"].endswith("gen_y.mp4") and one["rejected"].endswith("gen_x.mp4")  # right side won 2.5 : 0.5
+    assert (one["score_chosen"], one["score_rejected"], one["votes"]) == (pytest.approx(2.5 / 3), pytest.approx(0.5 / 3), 3)
+    two = votes["pairwise_2"]  # the simulated right-votes do not count
+    assert two["chosen"].endswith("gen_x.mp4") and (two["score_chosen"], two["votes"]) == (1.0, 1)
+    assert study_votes(tmp_path / "absent.db") == {"human": 0, "simulated": 0}
+    (tmp_path / "junk.db").write_text("not sqlite")
+    with pytest.raises(InputError, match="not a study database"):
+        study_votes(tmp_path / "junk.db")
+
+
+def test_study_votes_that_cannot_be_placed_are_refused(tmp_path):
+    from avatarv.train.rlhf import study_pairs, study_preference_votes
+
+    db, media = _study_with_votes(tmp_path, human={"pairwise_1": ["left"]}, simulated={})
+    votes = study_preference_votes(db)
+
+    class WS:
+        frames = torch.zeros(1, 9, 8, 8, 3, dtype=torch.uint8)
+        clip_windows = {"someone": np.array([0])}
+
+    class TR:
+        class config:
+            temporal_downsample = 1
+
+    no_pairs = pd.DataFrame({"ref_clip_id": [], "target_clip_id": []})
+    with pytest.raises(InputError) as e:  # the demo study has no bundle manifest.csv
+        study_pairs(votes, WS(), no_pairs, None, TR())
+    _one_line(e, media / "manifest.csv", "no study manifest")
+    pd.DataFrame({"case_id": ["pairwise_1"], "clip_id": ["nobody"]}).to_csv(media / "manifest.csv", index=False)
+    with pytest.raises(InputError) as e:
+        study_pairs(votes, WS(), no_pairs, None, TR())
+    _one_line(e, media / "manifest.csv", "case pairwise_1: unknown clip id 'nobody'")

@@ -443,22 +443,98 @@ def reward_ranked_pairs(task: AvatarTask, model, items: np.ndarray, *, min_margi
 
 
 def study_votes(db: Path) -> dict[str, int]:
-    """Pairwise votes in a study database: {"human": …, "simulated": …} (0 and 0 when there is no database)."""
+    """Pairwise votes with a winner in a study database: {"human": …, "simulated": …} (0, 0 without a database)."""
     if not Path(db).exists():
         return {"human": 0, "simulated": 0}
+    rows = _study_query(db, "SELECT a.simulated, COUNT(*) FROM answers a JOIN assignments g ON a.assignment_id = g.id "
+                            "JOIN cases c ON g.case_id = c.id WHERE c.kind = 'pairwise' AND a.choice IN ('left', 'right') "
+                            "GROUP BY a.simulated")
+    counts = {bool(s): int(n) for s, n in rows}
+    return {"human": counts.get(False, 0), "simulated": counts.get(True, 0)}
+
+
+def _study_query(db: Path, sql: str) -> list[tuple]:
     import sqlite3
 
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        rows = con.execute("SELECT a.simulated, COUNT(*) FROM answers a JOIN assignments s ON a.assignment_id = s.id "
-                           "JOIN cases c ON s.case_id = c.id WHERE c.kind = 'pairwise' AND a.choice IN ('left', 'right') "
-                           "GROUP BY a.simulated").fetchall()
+        return con.execute(sql).fetchall()
     except sqlite3.DatabaseError as e:
         raise InputError(Path(db), f"not a study database ({e})") from None
     finally:
         con.close()
-    counts = {bool(s): int(n) for s, n in rows}
-    return {"human": counts.get(False, 0), "simulated": counts.get(True, 0)}
+
+
+def study_preference_votes(db: Path) -> list[dict[str, Any]]:
+    """The human (never the simulated) pairwise votes of a study, per case: both videos and each side's vote share
+    (a tie counts half to each side), winner first; a case whose shares are equal is kept as a tie."""
+    rows = _study_query(db, "SELECT c.key, s.media_root, c.left_media, c.right_media, a.choice FROM answers a "
+                            "JOIN assignments g ON a.assignment_id = g.id JOIN cases c ON g.case_id = c.id "
+                            "JOIN studies s ON c.study_id = s.id WHERE c.kind = 'pairwise' AND a.simulated = 0 "
+                            "AND a.choice IN ('left', 'right', 'tie') ORDER BY c.key")
+    cases: dict[str, dict[str, Any]] = {}
+    for key, root, left, right, choice in rows:
+        c = cases.setdefault(key, {"case": key, "media_root": root, "left": left, "right": right, "l": 0.0, "n": 0})
+        c["l"] += {"left": 1.0, "tie": 0.5, "right": 0.0}[choice]
+        c["n"] += 1
+    out = []
+    for c in cases.values():
+        share = c["l"] / c["n"]
+        win, lose = (c["left"], c["right"]) if share >= 0.5 else (c["right"], c["left"])
+        out.append({"case": c["case"], "media_root": c["media_root"], "chosen": win, "rejected": lose,
+                    "score_chosen": max(share, 1 - share), "score_rejected": min(share, 1 - share), "votes": c["n"]})
+    return out
+
+
+@torch.no_grad()
+def study_pairs(votes: list[dict[str, Any]], ws: WindowSet, pairs, vae, transformer
+                ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+    """Preference rows + tensors from human votes: each case's target clip (the bundle's manifest.csv `clip_id`)
+    gives the condition (its first window, with a cross-scene reference window of the same person from the curated
+    pairs); each voted video's first window is encoded by the VAE (latents) and measured by the motion extractor
+    (motion tokens) as the sample that condition produced. A case that cannot be placed is one line naming it."""
+    import pandas as pd
+
+    from ..inference.pipeline import square_resize
+    from ..media import read_video
+    from ..models.motion import extract_motion
+    from ..study.manifest import resolve_media
+
+    T = ws.frames.shape[1]
+    size, td = ws.frames.shape[2], transformer.config.temporal_downsample
+    manifests: dict[str, pd.DataFrame] = {}
+    rows, out = [], {k: [] for k in ("chosen_lat", "rejected_lat", "chosen_mot", "rejected_mot")}
+    for v in votes:
+        man_path = Path(v["media_root"]) / "manifest.csv"
+        if v["media_root"] not in manifests:
+            if not man_path.exists():
+                raise InputError(man_path, "no study manifest: cannot tell which clip the voted videos answer")
+            manifests[v["media_root"]] = pd.read_csv(man_path).set_index("case_id")
+        man = manifests[v["media_root"]]
+        if "clip_id" not in man.columns or v["case"] not in man.index:
+            raise InputError(man_path, f"case {v['case']}: no clip_id for it")
+        clip = str(man.at[v["case"], "clip_id"])
+        if clip not in ws.clip_windows:
+            raise InputError(man_path, f"case {v['case']}: unknown clip id {clip!r}")
+        refs = pairs.loc[pairs["target_clip_id"] == clip, "ref_clip_id"]
+        refs = [r for r in refs if r in ws.clip_windows]
+        if not refs:
+            raise InputError(man_path, f"case {v['case']}: no cross-scene reference clip for {clip!r}")
+        tgt, ref = int(ws.clip_windows[clip][0]), int(ws.clip_windows[refs[0]][0])
+        for side in ("chosen", "rejected"):
+            path = resolve_media(v["media_root"], v[side])
+            frames = read_video(path, max_frames=T).frames
+            if len(frames) < T:
+                raise InputError(path, f"case {v['case']}: {len(frames)} frames, the window needs {T}")
+            pix = square_resize(frames[:T], size).to(vae.device, vae.dtype)
+            out[f"{side}_lat"].append(vae.encode(pix)[0].float().cpu())
+            m = torch.from_numpy(extract_motion(frames[:T]))[None].float()
+            m = pool_to_latent_rate(m, td) if td > 1 else m
+            out[f"{side}_mot"].append(transformer.normalize_motion(m.to(transformer.device))[0].float().cpu())
+        rows.append({"pair_id": f"study_{v['case']}", "ref_window": window_id(ws, ref),
+                     "target_window": window_id(ws, tgt), "score_chosen": v["score_chosen"],
+                     "score_rejected": v["score_rejected"]})
+    return rows, {k: torch.stack(x) for k, x in out.items()}
 
 
 # ------------------------------------------------------------------------------------------------ DPO loop
@@ -673,7 +749,6 @@ def run(cfg: Config, paths=None, *, resume: bool = True, progress: bool = True) 
     """GRPO, then DPO, each from the starting model; held-out metrics of all three. Returns a dict for the notebook."""
     from ..data.datasets import PairBatches, load_pairs
     from ..models.face_embedder import FaceEmbedder
-    from ..models.sync_expert import load_sync_expert
     from .distill import guidance_of
     from .objectives import SyncLoss
     from .proof import holdout_items
@@ -728,23 +803,22 @@ def run(cfg: Config, paths=None, *, resume: bool = True, progress: bool = True) 
     db = Path(paths.runs) / "study" / "study.db"  # `avatarv study create`'s default database
     votes = study_votes(db)
     dpo_dir = paths.run_dir(STAGE) / "ablations" / "dpo"
-    pref_path = dpo_dir / "preferences.jsonl"
-    source = "reward-ranked (the study database holds no human pairwise votes)"
+    # one file per source, so pairs built before human votes arrived are never mistaken for them
+    pref_path = dpo_dir / ("preferences_study.jsonl" if votes["human"] else "preferences_reward.jsonl")
     if votes["human"]:
-        # the study's pairwise cases compare whole system videos; training on them needs those videos encoded into
-        # window latents and motion tokens under the case's condition, which is not built yet: said, not hidden
-        source = (f"reward-ranked: {votes['human']} human pairwise votes in {db} are NOT used (turning study videos "
-                  "into latent preference pairs is not implemented)")
-        import warnings
-
-        warnings.warn(f"{db}: {source}", stacklevel=1)
-    if not pref_path.exists():
-        rng = np.random.default_rng(cfg.seed + 10)
-        cond_items = train_items[rng.choice(len(train_items), size=min(r.dpo_conditions, len(train_items)),
-                                            replace=False)]
-        rows, tensors = reward_ranked_pairs(task, reference, cond_items, min_margin=r.dpo_min_margin,
-                                            seed=cfg.seed + 10)
-        write_preferences(pref_path, rows, tensors)
+        source = f"study: {votes['human']} human pairwise votes in {db}"
+        if not pref_path.exists():
+            rows, tensors = study_pairs(study_preference_votes(db), ws, pairs, vae, reference.transformer)
+            write_preferences(pref_path, rows, tensors)
+    else:
+        source = "reward-ranked (no human pairwise votes in the study database)"
+        if not pref_path.exists():
+            rng = np.random.default_rng(cfg.seed + 10)
+            cond_items = train_items[rng.choice(len(train_items), size=min(r.dpo_conditions, len(train_items)),
+                                                replace=False)]
+            rows, tensors = reward_ranked_pairs(task, reference, cond_items, min_margin=r.dpo_min_margin,
+                                                seed=cfg.seed + 10)
+            write_preferences(pref_path, rows, tensors)
     prefs = load_preferences(pref_path, ws, source)
     dpo = dpo_loop(fresh(), reference, task, prefs, dpo_dir, steps=r.dpo_steps, batch=r.dpo_batch, beta=r.dpo_beta,
                    lr=r.dpo_lr, seed=cfg.seed + 11, checkpoint_every=r.checkpoint_every,
