@@ -241,8 +241,8 @@ class RLHFConfig:
     dpo_steps: int = 12
     dpo_batch: int = 4  # preference pairs per DPO step
     dpo_beta: float = 500.0  # Diffusion-DPO's β (the KL weight; errors are per-element means)
-    dpo_lr: float = 1e-4
-    dpo_conditions: int = 8  # training conditions sampled `group_size` times for reward-ranked pairs
+    dpo_lr: float = 5e-5
+    dpo_conditions: int = 16  # training conditions sampled `group_size` times for reward-ranked pairs
     dpo_min_margin: float = 0.0  # |reward difference| at or below this is a tie: no pair
     sync_judge_steps: int = 150  # the reward's own sync expert (another split and architecture than eval's)
     sync_judge_channels: int = 24
