@@ -347,8 +347,9 @@ def test_study_votes_that_cannot_be_placed_are_refused(tmp_path):
     votes = study_preference_votes(db)
 
     class WS:
-        frames = torch.zeros(1, 9, 8, 8, 3, dtype=torch.uint8)
-        clip_windows = {"someone": np.array([0])}
+        def __init__(self):
+            self.frames = torch.zeros(1, 9, 8, 8, 3, dtype=torch.uint8)
+            self.clip_windows = {"someone": np.array([0])}
 
     class TR:
         class config:

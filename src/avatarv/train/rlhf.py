@@ -699,8 +699,9 @@ def reward_hacking(history: list[dict[str, float]], before: dict[str, float], af
         delta = after[metric] - before[metric]
         worse = delta < 0 if HIGHER_IS_BETTER[metric] else delta > 0
         out[term] = {"heldout_reward_change": float(rise), "heldout_metric": metric, "heldout_change": float(delta),
-                     "train_curve_change": float(np.mean(vals[-n:]) - np.mean(vals[:n])) if vals else float("nan"),
                      "reward_hacking": bool(rise > 0 and worse)}
+        if vals:
+            out[term]["train_curve_change"] = float(np.mean(vals[-n:]) - np.mean(vals[:n]))
     return out
 
 
@@ -725,7 +726,7 @@ def reward_sync_judge(cfg: Config, paths, progress: bool = True):
     from .sync_expert import clean_clips, eval_judge_clips, train_expert
 
     out = paths.run_dir(STAGE) / "sync_judge"
-    info = {"path": str(out)}
+    info = {"path": _rel(out)}
     if not (out / "config.json").exists():
         manifest = pd.read_parquet(Path(paths.corpus) / "manifest.parquet")
         taken = set(eval_judge_clips(cfg, manifest)["clip_id"])
@@ -739,6 +740,7 @@ def reward_sync_judge(cfg: Config, paths, progress: bool = True):
                             steps=r.sync_judge_steps,
                             architecture={"channels": r.sync_judge_channels, "embed_dim": r.sync_judge_embed_dim})
         info = {k: v for k, v in info.items() if k != "loss_curve"}
+        info["path"] = _rel(out)
         info["disjoint_from_eval_judge"] = True
     judge = load_sync_expert(out)
     judge.requires_grad_(False)
@@ -806,7 +808,7 @@ def run(cfg: Config, paths=None, *, resume: bool = True, progress: bool = True) 
     # one file per source, so pairs built before human votes arrived are never mistaken for them
     pref_path = dpo_dir / ("preferences_study.jsonl" if votes["human"] else "preferences_reward.jsonl")
     if votes["human"]:
-        source = f"study: {votes['human']} human pairwise votes in {db}"
+        source = f"study: {votes['human']} human pairwise votes in {_rel(db)}"
         if not pref_path.exists():
             rows, tensors = study_pairs(study_preference_votes(db), ws, pairs, vae, reference.transformer)
             write_preferences(pref_path, rows, tensors)
@@ -827,7 +829,7 @@ def run(cfg: Config, paths=None, *, resume: bool = True, progress: bool = True) 
     after_dpo = heldout_metrics(dpo.policy, task, eval_items, judges=judges, reference=reference, seed=cfg.seed)
 
     metrics = {
-        "start_model": str(src), "start_stage": src_stage, "sampling_steps": steps,
+        "start_model": _rel(src), "start_stage": src_stage, "sampling_steps": steps,
         "reward_sync_judge": judge_info,
         "heldout_judges": {"sync": "runs/a2v/sync_grader (stages' grader; not the reward's)",
                            "identity": "runs/sft/face_embedder_eval (not the reward's runs/sft/face_embedder)",
@@ -837,13 +839,21 @@ def run(cfg: Config, paths=None, *, resume: bool = True, progress: bool = True) 
                                                                                  "r_identity", "r_motion", "r_quality")),
                  "reward_hacking": reward_hacking(grpo.history, before, after_grpo)},
         "dpo": {"steps": r.dpo_steps, "pairs": len(prefs), "dropped_ties": prefs.dropped_ties,
-                "preference_source": source, "study_db": str(db), "study_votes": votes,
+                "preference_source": source, "study_db": _rel(db), "study_votes": votes,
                 "resumed_from": dpo.resumed_from, **_first_last(dpo.history, ("loss", "accuracy", "margin")),
                 "reward_hacking": reward_hacking([], before, after_dpo)},
         "heldout": {"start": before, "rlhf:grpo": after_grpo, "rlhf:dpo": after_dpo},
     }
     return {"metrics": metrics, "grpo": grpo, "dpo": dpo, "before": before, "after_grpo": after_grpo,
             "after_dpo": after_dpo}
+
+
+def _rel(path: Path) -> str:
+    """A path as the metrics name it: relative to the repository when inside it."""
+    from ..paths import ROOT
+
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _first_last(history: list[dict[str, float]], keys, frac: float = 0.25) -> dict[str, float]:
