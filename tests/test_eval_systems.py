@@ -35,7 +35,7 @@ def test_real_and_static_rows_use_the_same_trimmed_target_audio(corpus, tmp_path
 def test_find_checkpoints_orders_stages_and_names_ablations(tmp_path):
     """Saved pipelines (model_index.json: what every stage saves) count; other folders, bare components too, do not."""
     for rel in ("sft/final", "t2v/final", "a2v/final", "sft/ablations/no_lip/final", "vae", "eval/x/final", "lora/final",
-                "old/final", "distill/final", "distill/ablations/cfg/final"):
+                "old/final", "distill/final", "distill/ablations/cfg/final", "rlhf/ablations/dpo/final", "rlhf/final"):
         (tmp_path / rel).mkdir(parents=True)
         if rel.endswith("final") and rel not in ("lora/final", "old/final"):  # lora/final stays empty
             (tmp_path / rel / "model_index.json").write_text("{}")
@@ -43,9 +43,12 @@ def test_find_checkpoints_orders_stages_and_names_ablations(tmp_path):
         (tmp_path / "old/final" / part).mkdir()
         (tmp_path / "old/final" / part / "config.json").write_text("{}")
     found = systems.find_checkpoints(tmp_path)
-    assert list(found) == ["t2v", "a2v", "sft", "sft:no_lip", "distill:dmd", "distill:cfg"]
+    assert list(found) == ["t2v", "a2v", "sft", "sft:no_lip", "distill:dmd", "distill:cfg", "rlhf:grpo", "rlhf:dpo"]
     assert found["distill:dmd"] == tmp_path / "distill/final"  # stage 4's final model is its DMD student
-    assert [systems.row_kind(n) for n in found] == ["trained stage"] * 3 + ["ablation"] + ["distilled student"] * 2
+    assert found["rlhf:grpo"] == tmp_path / "rlhf/final"  # stage 5's final model is its GRPO model
+    assert found["rlhf:dpo"] == tmp_path / "rlhf/ablations/dpo/final"
+    assert [systems.row_kind(n) for n in found] == (["trained stage"] * 3 + ["ablation"] + ["distilled student"] * 2
+                                                    + ["RLHF-tuned"] * 2)
 
 
 def test_generated_row_from_a_saved_pipeline(corpus, tmp_path, tiny_cfg):

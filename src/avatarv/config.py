@@ -253,6 +253,36 @@ class RefinerConfig:
 
 
 @dataclass(kw_only=True)
+class RLHFConfig:
+    """Stage 5, RLHF (train/rlhf.py): GRPO on the reward models, DPO on preference pairs, both KL-regularised."""
+
+    grpo_steps: int = 16  # policy updates (one group rollout each)
+    prompts_per_step: int = 2  # conditions (reference + audio windows) per rollout
+    group_size: int = 4  # samples per condition; advantages are relative within the group
+    noise_level: float = 0.7  # η of the SDE sampler (exploration); 0 = the deterministic ODE
+    clip_range: float = 0.001  # PPO ratio clip (per-element mean log-likelihoods: ratios stay near 1)
+    kl_beta: float = 0.04  # weight of the KL to the reference model (GRPO)
+    inner_epochs: int = 2  # optimizer passes over each rollout (the clipped ratio matters from the second)
+    lr: float = 1e-4
+    w_sync: float = 1.0  # reward weights (each term standardised within the group before the sum)
+    w_identity: float = 1.0
+    w_motion: float = 0.5
+    w_quality: float = 0.5
+    dpo_steps: int = 12
+    dpo_batch: int = 4  # preference pairs per DPO step
+    dpo_beta: float = 500.0  # Diffusion-DPO's β (the KL weight; errors are per-element means)
+    dpo_lr: float = 5e-5
+    dpo_conditions: int = 16  # training conditions sampled `group_size` times for reward-ranked pairs
+    dpo_min_margin: float = 0.0  # |reward difference| at or below this is a tie: no pair
+    sync_judge_steps: int = 150  # the reward's own sync expert (another split and architecture than eval's)
+    sync_judge_channels: int = 24
+    sync_judge_embed_dim: int = 64
+    eval_pairs: int = 8  # held-out cross-scene pairs for before/after metrics
+    checkpoint_every: int = 4
+    mixed_precision: str = "no"
+
+
+@dataclass(kw_only=True)
 class VoiceConfig:
     """Stage 09, voice cloning (issue 24): a residual-VQ codec and a causal transformer LM over its tokens."""
 
@@ -371,6 +401,7 @@ class Config:
     train: TrainConfig
     distill: DistillConfig
     voice: VoiceConfig
+    rlhf: RLHFConfig
     eval: EvalConfig
     real_faces: RealFacesConfig
     study: StudyConfig

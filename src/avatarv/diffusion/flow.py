@@ -67,3 +67,37 @@ def bridge_mask(latents: torch.Tensor, n_bridge: int) -> torch.Tensor:
     m = torch.ones(1, 1, T, 1, 1, device=latents.device)
     m[:, :, :n_bridge] = 0
     return m
+
+
+# ------------------------------------------------------------------------------------------------ SDE sampling
+# The flow ODE dx = v dt has an SDE with the same marginals (Flow-GRPO, Liu et al. 2025):
+#   dx = [v + σ_t²/(2t)·(x + (1 − t)·v)] dt + σ_t dw,  σ_t = η·sqrt(t / (1 − t)),
+# integrated from t = 1 to 0 (dt < 0). One Euler–Maruyama step is a Gaussian transition, so a sampled trajectory has
+# a log-likelihood under the policy that produced it: what policy-gradient RL on a flow model needs.
+def sde_std(t: float, t_next: float, noise_level: float, t_cap: float) -> tuple[float, float]:
+    """(σ_t, transition std σ_t·sqrt(t − t_next)); at t = 1 the (1 − t) is replaced by (1 − t_cap), the next grid
+    time, as σ_t diverges there."""
+    denom = 1.0 - (t_cap if t >= 1.0 else t)
+    sigma = noise_level * (t / max(denom, 1e-6)) ** 0.5
+    return sigma, sigma * max(t - t_next, 0.0) ** 0.5
+
+
+def sde_mean(x: torch.Tensor, v: torch.Tensor, t: float, t_next: float, sigma: float) -> torch.Tensor:
+    """The mean of one SDE step from time t to t_next (equals the Euler step x + (t_next − t)·v when σ = 0)."""
+    dt = t_next - t
+    return x * (1 + sigma**2 / (2 * t) * dt) + v * (1 + sigma**2 * (1 - t) / (2 * t)) * dt
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: float) -> torch.Tensor:
+    """Per-sample log N(x; mean, std²) averaged over the non-batch elements (B,): a per-element mean keeps policy
+    ratios of high-dimensional samples in a usable range, as Flow-GRPO does."""
+    import math
+
+    lp = -((x.float() - mean.float()) ** 2) / (2 * std**2) - math.log(std) - 0.5 * math.log(2 * math.pi)
+    return lp.flatten(1).mean(1)
+
+
+def gaussian_kl(mean_p: torch.Tensor, mean_q: torch.Tensor, std: float) -> torch.Tensor:
+    """Per-sample KL(N(mean_p, std²) ‖ N(mean_q, std²)) averaged over the non-batch elements (B,): the KL between a
+    policy's and the reference model's transitions from the same state (zero when their means agree)."""
+    return ((mean_p.float() - mean_q.float()) ** 2).flatten(1).mean(1) / (2 * std**2)

@@ -19,8 +19,9 @@ from ..paths import RUNS
 
 STAGE_ORDER = ("t2v", "a2v", "sft", "lora", "distill", "rlhf", "refiner")
 # a stage's final model under a more telling row name: stage 4's final model is its DMD student (its CFG-distilled
-# phase-1 student is runs/distill/ablations/cfg → "distill:cfg")
-ROW_NAMES = {"distill": "distill:dmd"}
+# phase-1 student is runs/distill/ablations/cfg → "distill:cfg"); stage 5's is its GRPO model (its DPO model is
+# runs/rlhf/ablations/dpo → "rlhf:dpo")
+ROW_NAMES = {"distill": "distill:dmd", "rlhf": "rlhf:grpo"}
 
 
 def file_stem(name: str) -> str:
@@ -33,6 +34,8 @@ def row_kind(name: str) -> str:
     """The leaderboard's kind column: a curriculum stage's model, a distilled student, or an ablation."""
     if name.startswith("distill:"):
         return "distilled student"
+    if name.startswith("rlhf:"):
+        return "RLHF-tuned"
     return "ablation" if ":" in name or name not in STAGE_ORDER else "trained stage"
 
 

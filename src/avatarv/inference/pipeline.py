@@ -234,44 +234,83 @@ class AvatarVPipeline(DiffusionPipeline):
         """Uniform sigmas 1 → 1/steps (the scheduler applies its shift and appends 0): every step moves."""
         return np.linspace(1.0, 1.0 / steps, steps).tolist()
 
+    def velocity(self, lat: torch.Tensor, mot: torch.Tensor, sigma: torch.Tensor, conditions: WindowConditions, *,
+                 audio: torch.Tensor | None = None, audio_lead: int = 0, n_bridge: int = 0, reference_cache=None,
+                 use_reference_cache: bool = True, guidance: Guidance | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (guided) velocity of video latents and motion tokens at time `sigma`: one pass for a CFG-distilled
+        transformer (the weights are an input), else the guidance branches of diffusion/guidance.py. Not under
+        no_grad, so RL fine-tuning (train/rlhf.py) differentiates the very function the sampler integrates."""
+        tr, spec = self.transformer, self.conditions
+        guidance = guidance or self.default_guidance()
+        use_motion = spec.motion
+        weights = guidance.as_tensor(len(lat), tr.device) if tr.config.guidance_embed else None
+
+        def predict(use_ref: bool, use_audio: bool):
+            kw = dict(audio=audio if use_audio else None, n_bridge=n_bridge, audio_lead=audio_lead,
+                      guidance=weights, **conditions.dit_kwargs())
+            m_in = mot if use_motion else None
+            if use_reference_cache:
+                out = tr(lat, sigma, m_in, reference=reference_cache if use_ref else None, **kw)
+            else:
+                out = tr.forward_uncached(lat, sigma, m_in, reference_segments=conditions.segments() if use_ref else [],
+                                          **kw)
+            # without a motion stream the motion state is carried unchanged (zero velocity)
+            return out.sample, (out.motion if use_motion else torch.zeros_like(mot))
+
+        if tr.config.guidance_embed:  # a CFG-distilled student: the weights are an input, one pass
+            return predict(True, True)
+        return guided_velocity(predict, guidance)
+
     @torch.no_grad()
     def sample_window(self, latents: torch.Tensor, motion: torch.Tensor, conditions: WindowConditions, *,
                       audio: torch.Tensor | None = None, audio_lead: int = 0, n_bridge: int = 0,
                       reference_cache=None, use_reference_cache: bool = True, steps: int | None = None,
-                      guidance: Guidance | None = None, progress_bar=None) -> tuple[torch.Tensor, torch.Tensor]:
+                      guidance: Guidance | None = None, progress_bar=None, noise_level: float = 0.0,
+                      generator: torch.Generator | None = None, trace: list | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """Integrate one window from noise (t = 1) to clean (t = 0): Euler steps of the scheduler on the video
         latents (B, C, T, h, w) and the motion tokens (B, T, 16) jointly, CFG over audio and reference. The first
         `n_bridge` latent frames (and motion tokens) of the inputs are given clean and kept exactly. The reference
         enters as `reference_cache` (from `encode_reference`) or, with `use_reference_cache=False`, as the uncached
-        joint sequence of `conditions.segments()` (slow; the exactness reference)."""
-        tr, spec = self.transformer, self.conditions
+        joint sequence of `conditions.segments()` (slow; the exactness reference).
+
+        `noise_level` η > 0 samples the SDE with the ODE's marginals instead (diffusion/flow.py `sde_mean`; noise
+        from `generator`) on every step but the last, which stays an Euler step so the output is a clean sample;
+        `trace` (a list) then receives one dict per stochastic step: times, transition std, the state before, the
+        transition mean and the state after (what train/rlhf.py needs for log-likelihoods)."""
+        from ..diffusion.flow import sde_mean, sde_std
+
+        tr = self.transformer
         device, dtype = tr.device, tr.dtype
         steps = steps or self.config.steps
-        guidance = guidance or self.default_guidance()
-        use_motion = spec.motion
-        segments = conditions.segments()
+        if noise_level > 0 and n_bridge:
+            raise ValueError("SDE sampling (noise_level > 0) is for windows without bridge frames")
         bridge_lat, bridge_mot = latents[:, :, :n_bridge].clone(), motion[:, :n_bridge].clone()
-        weights = guidance.as_tensor(len(latents), device) if tr.config.guidance_embed else None
         lat, mot = latents, motion
         self.scheduler.set_timesteps(sigmas=self.sigmas(steps), device=device)
-        for t in self.scheduler.timesteps:
+        grid = [float(s) for s in self.scheduler.sigmas]
+        for i, t in enumerate(self.scheduler.timesteps):
             sigma = (t / self.scheduler.config.num_train_timesteps).reshape(1).to(device)
-
-            def predict(use_ref: bool, use_audio: bool):
-                kw = dict(audio=audio if use_audio else None, n_bridge=n_bridge, audio_lead=audio_lead,
-                          guidance=weights, **conditions.dit_kwargs())
-                m_in = mot if use_motion else None
-                if use_reference_cache:
-                    out = tr(lat, sigma, m_in, reference=reference_cache if use_ref else None, **kw)
-                else:
-                    out = tr.forward_uncached(lat, sigma, m_in, reference_segments=segments if use_ref else [], **kw)
-                # without a motion stream the motion state is carried unchanged (zero velocity)
-                return out.sample, (out.motion if use_motion else torch.zeros_like(mot))
-
-            if tr.config.guidance_embed:  # a CFG-distilled student: the weights are an input, one pass
-                v_lat, v_mot = predict(True, True)
-            else:
-                v_lat, v_mot = guided_velocity(predict, guidance)
+            v_lat, v_mot = self.velocity(lat, mot, sigma, conditions, audio=audio, audio_lead=audio_lead,
+                                         n_bridge=n_bridge, reference_cache=reference_cache,
+                                         use_reference_cache=use_reference_cache, guidance=guidance)
+            if noise_level > 0 and i < len(grid) - 2:
+                s, s_next = grid[i], grid[i + 1]
+                sd, std = sde_std(s, s_next, noise_level, grid[1])
+                mean_lat = sde_mean(lat.float(), v_lat.float(), s, s_next, sd)
+                mean_mot = sde_mean(mot.float(), v_mot.float(), s, s_next, sd)
+                new_lat = mean_lat + std * torch.randn(lat.shape, generator=generator, device=device)
+                new_mot = mean_mot + std * torch.randn(mot.shape, generator=generator, device=device)
+                if trace is not None:
+                    trace.append({"t": s, "t_next": s_next, "sigma": sd, "std": std, "lat": lat, "mot": mot,
+                                  "mean_lat": mean_lat, "mean_mot": mean_mot, "next_lat": new_lat, "next_mot": new_mot})
+                lat, mot = new_lat.to(dtype), new_mot.to(dtype)
+                if self.scheduler.step_index is None:  # the scheduler's own step counter stays on its grid
+                    self.scheduler._init_step_index(t)
+                self.scheduler._step_index += 1
+                if progress_bar is not None:
+                    progress_bar.update(1)
+                continue
             packed = torch.cat([lat.flatten(), mot.flatten()])
             v = torch.cat([v_lat.flatten(), v_mot.flatten()])
             packed = self.scheduler.step(v.float(), t, packed.float()).prev_sample.to(dtype)

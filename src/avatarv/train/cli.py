@@ -15,6 +15,7 @@ STAGES: dict[str, str] = {
     "lora": "avatarv.train.lora",
     "distill": "avatarv.train.distill",
     "refiner": "avatarv.train.refiner",
+    "rlhf": "avatarv.train.rlhf",
 }
 
 

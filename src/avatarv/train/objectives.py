@@ -113,13 +113,20 @@ class SyncLoss:
     time_weighted: bool = True
 
     def __call__(self, x0_hat: torch.Tensor, t: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        cos = self.window_cosines(self.vae.decode(x0_hat.float()), batch)
+        if cos is None:
+            return x0_hat.new_zeros(())
+        return ((1 - cos) * ((1 - t) if self.time_weighted else torch.ones_like(t))[:, None]).mean()
+
+    def window_cosines(self, video: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor | None:
+        """(B, n) cosine between every 5-frame lower-face window of `video` (B, 3, Tv, H, W) in [-1, 1] and its
+        aligned audio window; None when the clip is shorter than one window."""
         from ..models.sync_expert import CROP, MELS_PER_FRAME, WINDOW
 
-        video = self.vae.decode(x0_hat.float())  # (B, 3, Tv, H, W) in [-1, 1]
         B, _, Tv, H, W = video.shape
         T = min(Tv, batch["face_box"].shape[1], batch["mel"].shape[-1] // MELS_PER_FRAME)
         if T < WINDOW:
-            return x0_hat.new_zeros(())
+            return None
         frames = video[:, :, :T].transpose(1, 2).reshape(B * T, 3, H, W)
         tracked = batch["tracked_box"][:, :T] if "tracked_box" in batch else tracked_face_boxes(batch["frames"][:, :T])
         boxes = lower_face(tracked.to(frames).reshape(B * T, 4))
@@ -134,8 +141,7 @@ class SyncLoss:
             mel = batch["mel"][..., : T * MELS_PER_FRAME].float()
             mel = (mel - mel.mean(-1, keepdim=True)) / (mel.flatten(1).std(1)[:, None, None] + 1e-3)
             a = self.expert.embed_audio(mel[:, None])  # (B, n, D)
-        cos = (v * a).sum(-1)
-        return ((1 - cos) * ((1 - t) if self.time_weighted else torch.ones_like(t))[:, None]).mean()
+        return (v * a).sum(-1)
 
 
 @dataclass

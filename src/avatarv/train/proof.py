@@ -34,26 +34,35 @@ def generate_for_pairs(model, vae, ws: WindowSet, items: np.ndarray, *, conditio
     the pipeline's sampler, conditioned as at inference: the reference's first frame, the reference clip's motion
     history, and a head-motion plan drawn from that history (its ground truth stands in for the measured track)."""
     pipe = sampler(model, vae, conditions)
-    tr, planner = pipe.transformer, MotionPlanner()
-    dev, td = tr.device, tr.config.temporal_downsample
+    dev = pipe.transformer.device
     out = []
     for i in range(0, len(items), batch_size):
         sel = items[i : i + batch_size]
-        b = pair_batch(ws, sel[:, 0], sel[:, 1], td=td, context_frames=conditions.motion_context_frames)
-        shape = tuple(b["latents"].shape)
-        history = b.get("ref_motion_context")
-        window = from_reference(tr, conditions, b["ref_latents"].to(dev).float(), b["ref_motion"].to(dev).float(),
-                                None if history is None else history.to(dev).float())
-        if history is not None and conditions.motion_shift:
-            plan_gen = torch.Generator().manual_seed(seed + i)
-            shift = torch.cat([planner.latent_shift(planner.track_from_motion(h, shape[-1]), b["motion"].shape[1], td,
-                                                    shape[2], plan_gen) for h in history.float()])
-            window.prior_mean = prior_mean(tr, conditions, window.cond_frame, shift)
+        b, window = pair_window(pipe, ws, sel, conditions, seed + i)
         gen = torch.Generator(device=dev).manual_seed(seed + i)
-        lat, _ = sample_latents(pipe, shape, window, generator=gen, steps=steps, mel=b["mel"].to(dev).float(),
-                                guidance=guidance)
+        lat, _ = sample_latents(pipe, tuple(b["latents"].shape), window, generator=gen, steps=steps,
+                                mel=b["mel"].to(dev).float(), guidance=guidance)
         out.append(decode_frames(vae, lat)[:, : b["frames"].shape[1]])
     return torch.cat(out)
+
+
+def pair_window(pipe, ws: WindowSet, sel: np.ndarray, conditions: ConditionSpec, plan_seed: int):
+    """(pair batch, window conditions) of (reference window, target window) rows `sel`, conditioned as at inference:
+    the reference's first frame, the reference clip's motion history, and a head-motion plan drawn (from
+    `plan_seed`) from that history, its ground truth standing in for the measured track."""
+    tr, planner = pipe.transformer, MotionPlanner()
+    dev, td = tr.device, tr.config.temporal_downsample
+    b = pair_batch(ws, sel[:, 0], sel[:, 1], td=td, context_frames=conditions.motion_context_frames)
+    shape = tuple(b["latents"].shape)
+    history = b.get("ref_motion_context")
+    window = from_reference(tr, conditions, b["ref_latents"].to(dev).float(), b["ref_motion"].to(dev).float(),
+                            None if history is None else history.to(dev).float())
+    if history is not None and conditions.motion_shift:
+        plan_gen = torch.Generator().manual_seed(plan_seed)
+        shift = torch.cat([planner.latent_shift(planner.track_from_motion(h, shape[-1]), b["motion"].shape[1], td,
+                                                shape[2], plan_gen) for h in history.float()])
+        window.prior_mean = prior_mean(tr, conditions, window.cond_frame, shift)
+    return b, window
 
 
 def static_reference(ws: WindowSet, items: np.ndarray) -> torch.Tensor:

@@ -36,6 +36,12 @@ def spread_over_identities(rows: pd.DataFrame, k: int) -> pd.DataFrame:
     return rows.head(k).drop(columns="_rank")
 
 
+def eval_judge_clips(cfg, manifest: pd.DataFrame) -> pd.DataFrame:
+    """The clips the evaluation's sync experts train on: `cfg.eval.sync_expert_clips` clean training clips, spread
+    over identities."""
+    return spread_over_identities(clean_clips(manifest, "train"), cfg.eval.sync_expert_clips)
+
+
 def load_tracked_clip(corpus: Path, row) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     """(frames, audio, sample rate, per-frame face boxes) of one manifest row."""
     v = read_video(corpus / row["path"], need_audio=True)
@@ -43,16 +49,18 @@ def load_tracked_clip(corpus: Path, row) -> tuple[np.ndarray, np.ndarray, int, n
 
 
 def train_sync_expert(clips: list[SyncInputs], steps: int = 300, batch_size: int = 32, max_shift: int = 6,
-                      lr: float = 2e-3, seed: int = 0, progress: bool = True) -> tuple[SyncExpert, list[float]]:
+                      lr: float = 2e-3, seed: int = 0, progress: bool = True,
+                      architecture: dict | None = None) -> tuple[SyncExpert, list[float]]:
     """Multi-way matching: for each sampled video window the aligned audio window must beat the same clip's
-    audio at offsets ±1..max_shift and the other batch clips' aligned audio (cross-entropy over cosines/τ)."""
+    audio at offsets ±1..max_shift and the other batch clips' aligned audio (cross-entropy over cosines/τ).
+    `architecture`: SyncExpert config overrides (channels, embed_dim) for a judge unlike the default one."""
     need = WINDOW + 2 * (max_shift + MARGIN) + 1
     clips = [c for c in clips if c.n_frames >= need]
     if not clips:
         raise ValueError(f"train_sync_expert: no clip has {need}+ frames")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = SyncExpert()
+    model = SyncExpert(**(architecture or {}))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     n_shift = 2 * max_shift + 1
@@ -91,20 +99,23 @@ def train_sync_expert(clips: list[SyncInputs], steps: int = 300, batch_size: int
 
 
 def train_expert(cfg, corpus: Path, manifest: pd.DataFrame, out: Path, progress: bool = True,
-                 seed: int | None = None) -> dict:
-    """Train on `cfg.eval.sync_expert_clips` clean training clips (spread over identities) and save to `out`;
-    returns the run's summary (clip count, loss at start and end, timings, loss curve)."""
+                 seed: int | None = None, rows: pd.DataFrame | None = None, steps: int | None = None,
+                 architecture: dict | None = None) -> dict:
+    """Train on `cfg.eval.sync_expert_clips` clean training clips (spread over identities; `rows` picks other clips)
+    and save to `out`; returns the run's summary (clip count, loss at start and end, timings, loss curve)."""
     torch.set_num_threads(1)  # small convs: one thread is as fast on 2 cores and stays fast when they are shared
     t0 = time.time()
-    rows = spread_over_identities(clean_clips(manifest, "train"), cfg.eval.sync_expert_clips)
+    if rows is None:
+        rows = eval_judge_clips(cfg, manifest)
     clips = []
     for _, r in rows.iterrows():
         frames, audio, sr, boxes = load_tracked_clip(corpus, r)
         clips.append(prepare(frames, audio, sr, boxes))
     t1 = time.time()
-    model, hist = train_sync_expert(clips, steps=cfg.eval.sync_expert_steps, batch_size=cfg.eval.sync_expert_batch,
-                                    max_shift=cfg.eval.sync_expert_max_shift, seed=cfg.seed if seed is None else seed,
-                                    progress=progress)
+    model, hist = train_sync_expert(clips, steps=steps or cfg.eval.sync_expert_steps,
+                                    batch_size=cfg.eval.sync_expert_batch, max_shift=cfg.eval.sync_expert_max_shift,
+                                    seed=cfg.seed if seed is None else seed, progress=progress,
+                                    architecture=architecture)
     model.save_pretrained(str(out))
     return {"path": str(out), "train_clips": len(clips), "steps": len(hist), "loss_first": float(np.mean(hist[:10])),
             "loss_last": float(np.mean(hist[-10:])), "prep_s": t1 - t0, "train_s": time.time() - t1,
