@@ -1,0 +1,159 @@
+"""The demo app's API (FastAPI TestClient) on a tiny untrained pipeline: upload → job → progress → the result mp4
+(speech muxed, the length of the speech, at the reference's size) and its provenance sidecar; every bad upload
+refused in one line naming the user's file and the problem, with nothing left behind."""
+
+import html as html_lib
+import json
+import time
+
+import numpy as np
+import pytest
+from _demo_fixtures import SPEECH_SECONDS, demo_media, saved_tiny_pipeline
+from fastapi.testclient import TestClient
+
+from avatarv.demo.app import create_app
+from avatarv.errors import AvatarVError
+
+LIMIT = 2 * 2**20
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    return demo_media(tmp_path_factory.mktemp("demo_media"))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return saved_tiny_pipeline(tmp_path_factory.mktemp("demo_ckpt") / "final")
+
+
+@pytest.fixture
+def client(checkpoint, tmp_path):
+    app = create_app(checkpoint, tmp_path / "work", steps=1, max_upload_bytes=LIMIT)
+    with TestClient(app) as c:
+        c.workdir = tmp_path / "work"
+        yield c
+
+
+def _upload(client, kind, path, name=None):
+    return client.post(f"/upload/{kind}", params={"name": name or path.name}, content=path.read_bytes(),
+                       headers={"Content-Type": "application/octet-stream"})
+
+
+def _wait(client, job_id, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = client.get(f"/jobs/{job_id}/status").json()
+        if s["state"] in ("done", "failed"):
+            return s
+        time.sleep(0.1)
+    pytest.fail(f"job {job_id} still {s['state']} after {timeout} s")
+
+
+def test_upload_job_progress_result(client, media):
+    from avatarv.media import probe
+
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="reference"' in page.text and 'id="speech"' in page.text
+    ref = _upload(client, "reference", media / "person.mp4")
+    speech = _upload(client, "speech", media / "speech.wav")
+    assert ref.status_code == 200 and ref.json()["summary"] == "640x360, 20 frames"
+    assert speech.status_code == 200 and speech.json()["summary"].startswith(f"{SPEECH_SECONDS:.2f} s")
+
+    runner = client.app.state.runner
+    seen = []  # every progress value the page could have polled, in order
+    set_ = runner._set
+    runner._set = lambda job, p, stage: (seen.append((p, stage)), set_(job, p, stage))
+    r = client.post("/jobs", json={"reference": ref.json()["upload"], "speech": speech.json()["upload"]})
+    assert r.status_code == 200 and r.json()["url"] == f"/jobs/{r.json()['job']}"
+    job_id = r.json()["job"]
+    status = _wait(client, job_id)
+    assert status["state"] == "done" and status["progress"] == 1.0 and status["error"] is None
+    values = [p for p, _ in seen]
+    assert values == sorted(values) and 0 < values[0] and values[-1] < 1
+    # steps=1 and 0.8 s of speech = 20 frames → 6 latent frames → two chunks of 4 (bridge 1): 2 denoising steps
+    assert [s for _, s in seen if s.startswith("generating")] == ["generating: step 1 of 2", "generating: step 2 of 2"]
+
+    video = client.get(f"/jobs/{job_id}/video")
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    out = client.workdir / "jobs" / job_id / f"avatarv-{job_id}.mp4"
+    assert video.content == out.read_bytes()
+    info = probe(out)
+    assert info.has_audio and (info.width, info.height) == (640, 360) and info.n_frames == round(SPEECH_SECONDS * 25)
+    download = client.get(f"/jobs/{job_id}/download")
+    assert download.content == video.content
+    assert download.headers["content-disposition"] == f'attachment; filename="avatarv-{job_id}.mp4"'
+    side = client.get(f"/jobs/{job_id}/sidecar.json").json()
+    assert side == json.loads(out.with_suffix(".json").read_text())
+    assert side["ai_generated"] and side["crop"] == "face" and side["fps"] == "25"
+    assert side["uploaded_as"] == {"reference": "person.mp4", "audio": "speech.wav"}
+    assert set(side["self_check"]) >= {"face_found_frac", "identity_distance", "ok"}
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted(
+        ["reference.mp4", "speech.wav", out.name, out.with_suffix(".json").name])  # no temp files
+    html = client.get(f"/jobs/{job_id}").text
+    assert status["self_check"].startswith("self-check: face in ") and status["self_check"] in html_lib.unescape(html)
+    assert f'href="/jobs/{job_id}/download"' in html and f'src="/jobs/{job_id}/video"' in html
+    assert not list((client.workdir / "uploads").iterdir())  # uploads moved into the job
+
+
+def test_pipeline_reports_every_step_to_a_callable(checkpoint, media):
+    from avatarv.inference.inputs import read_reference, read_speech
+    from avatarv.inference.pipeline import load_pipeline
+
+    pipe = load_pipeline(checkpoint)
+    calls = []
+    frames = read_reference(media / "person.png").frames
+    audio, sr = read_speech(media / "speech.wav")
+    pipe(frames, audio, sr, num_inference_steps=2, progress=lambda d, t: calls.append((d, t)), crop="face")
+    assert calls == [(k, 4) for k in range(1, 5)]  # 2 chunks x 2 steps
+
+
+@pytest.mark.parametrize("kind, file, status, message", [
+    ("reference", "notes.txt", 415, "notes.txt: not a video or image (.txt; accepted: "),
+    ("reference", "broken.mp4", 422, "broken.mp4: "),
+    ("reference", "wall.png", 422, "wall.png: no face found in the reference"),
+    ("reference", "big.png", 413, "big.png: file too large (3.0 MB; the limit is 2.0 MB)"),
+    ("speech", "notes.txt", 415, "notes.txt: not an audio or video file (.txt; accepted: "),
+    ("speech", "mute.mp4", 422, "mute.mp4: no audio stream"),
+    ("speech", "silence.wav", 422, "silence.wav: audio is silent"),
+    ("speech", "empty.wav", 422, "empty.wav: empty file"),
+])
+def test_bad_upload_one_line_naming_the_file(client, media, tmp_path, kind, file, status, message):
+    path = media / file
+    if file == "big.png":
+        path = tmp_path / file
+        path.write_bytes(np.zeros(3 * 2**20, np.uint8).tobytes())
+    r = _upload(client, kind, path)
+    err = r.json()["error"]
+    assert r.status_code == status and err.startswith(message) and "\n" not in err
+    assert f"{kind}." not in err.split(": ", 1)[1]  # the user's file is named, not the stored copy
+    assert not list((client.workdir / "uploads").iterdir()) if (client.workdir / "uploads").exists() else True
+
+
+def test_upload_without_length_is_cut_at_the_limit(client):
+    """A chunked body (no Content-Length) is counted as it arrives and refused once it passes the limit."""
+    def body():
+        for _ in range(5):
+            yield b"\0" * 2**19
+
+    r = client.post("/upload/speech", params={"name": "long.wav"}, content=body())
+    assert r.status_code == 413 and r.json()["error"] == "long.wav: file too large (over the limit of 2.0 MB)"
+    assert not list((client.workdir / "uploads").iterdir())
+
+
+def test_unknown_ids_and_bad_requests(client, media):
+    assert client.post("/upload/script", params={"name": "a.mp4"}, content=b"x").status_code == 404
+    ref = _upload(client, "reference", media / "person.png").json()["upload"]
+    r = client.post("/jobs", json={"reference": ref, "speech": ref})  # an id of the wrong kind
+    assert r.status_code == 404 and r.json()["error"].startswith("no uploaded speech with that id")
+    assert client.post("/jobs", content=b"{", headers={"Content-Type": "application/json"}).status_code == 400
+    assert client.get("/jobs/nope/status").status_code == 404
+    assert "no job &#39;nope&#39;" in client.get("/jobs/nope").text
+    assert client.get("/jobs/nope/video").status_code == 404
+    r = _upload(client, "reference", media / "person.png", name="../../etc/passwd.png")
+    assert r.json()["name"] == "passwd.png"  # only the last component of a name is kept, and only for messages
+
+
+def test_refuses_a_folder_without_a_pipeline(tmp_path):
+    with pytest.raises(AvatarVError, match="no saved pipeline"):
+        create_app(tmp_path, tmp_path / "work")
