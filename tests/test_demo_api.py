@@ -51,7 +51,9 @@ def _wait(client, job_id, timeout=120):
 
 
 def test_upload_job_progress_result(client, media):
-    from avatarv.media import probe
+    from avatarv.cli import main
+    from avatarv.inference.verify import verify
+    from avatarv.media import probe, read_video
 
     page = client.get("/")
     assert page.status_code == 200 and 'id="reference"' in page.text and 'id="speech"' in page.text
@@ -90,6 +92,19 @@ def test_upload_job_progress_result(client, media):
     assert set(side["self_check"]) >= {"face_found_frac", "identity_distance", "ok"}
     assert sorted(p.name for p in out.parent.iterdir()) == sorted(
         ["reference.mp4", "speech.wav", out.name, out.with_suffix(".json").name])  # no temp files
+    assert side["watermark"] and verify(out)["watermark"] and verify(out)["tags"]["avatarv_model_hash"] == side["model_hash"]
+
+    # the same inputs, seed and steps through `avatarv generate`: the same video and the same provenance fields
+    cli_out = client.workdir / "cli.mp4"
+    assert main(["generate", "--ref", str(media / "person.mp4"), "--audio", str(media / "speech.wav"), "--out",
+                 str(cli_out), "--checkpoint", str(client.app.state.runner.checkpoint), "--steps", "1", "--seed", "0",
+                 "--no-progress"]) == 0
+    assert np.array_equal(read_video(cli_out).frames, read_video(out).frames)
+    cli_side = json.loads(cli_out.with_suffix(".json").read_text())
+    assert set(side) - set(cli_side) == {"uploaded_as"} and not set(cli_side) - set(side)
+    assert side["self_check"] == cli_side["self_check"] and side["model_hash"] == cli_side["model_hash"]
+    assert side["reference_sha256"] == cli_side["reference_sha256"]  # the stored upload is the user's file, byte for byte
+
     html = client.get(f"/jobs/{job_id}").text
     assert status["self_check"].startswith("self-check: face in ") and status["self_check"] in html_lib.unescape(html)
     assert f'href="/jobs/{job_id}/download"' in html and f'src="/jobs/{job_id}/video"' in html

@@ -117,7 +117,7 @@ class JobRunner:
         from ..diffusion.guidance import Guidance
         from ..inference.inputs import read_reference, read_speech
         from ..inference.self_check import self_check
-        from ..inference.sidecar import describe, write_sidecar
+        from ..inference.sidecar import describe, mp4_tags, write_sidecar
         from ..media import probe
 
         # 1. inputs (checked on upload already; read again here so a job holds no frames while it waits)
@@ -142,7 +142,9 @@ class JobRunner:
                       generator=torch.Generator().manual_seed(self.seed), progress=on_step, crop="face",
                       source_name=job.reference_name)
         self._set(job, 0.88, "writing the video")
-        result.save(job.out, fps=out_rate)
+        info = describe(checkpoint=self.checkpoint, reference=job.reference, audio=job.speech, adapter=None,
+                        crop="face", fps=out_rate, self_check={}, note=result.note)
+        result.save(job.out, fps=out_rate, metadata=mp4_tags(info))  # watermarked, tagged as AI-generated
         n = probe(job.out).n_frames
         h, w = result.frames.shape[1:3]
         job.summary = f"{w}x{h}, {n} frames at {out_rate} fps ({n / float(out_rate):.2f} s), audio {len(audio) / sr:.2f} s"
@@ -151,7 +153,5 @@ class JobRunner:
         self._set(job, 0.93, "self-check")
         check = self_check(result.frames, frames[0])
         job.self_check = check.summary()
-        data = describe(checkpoint=self.checkpoint, reference=job.reference, audio=job.speech, adapter=None,
-                        crop="face", fps=out_rate, self_check=check.to_dict(), note=result.note)
-        data["uploaded_as"] = {"reference": job.reference_name, "audio": job.speech_name}
-        write_sidecar(job.out, data)
+        write_sidecar(job.out, {**info, "self_check": check.to_dict(), "watermark": "avatarv (media/watermark.py)",
+                                "uploaded_as": {"reference": job.reference_name, "audio": job.speech_name}})
