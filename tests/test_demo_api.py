@@ -172,3 +172,27 @@ def test_unknown_ids_and_bad_requests(client, media):
 def test_refuses_a_folder_without_a_pipeline(tmp_path):
     with pytest.raises(AvatarVError, match="no saved pipeline"):
         create_app(tmp_path, tmp_path / "work")
+
+
+def test_a_failed_job_shows_its_one_line_error(client, media, monkeypatch):
+    from avatarv.errors import InputError
+
+    def fail(job):
+        raise InputError(job.reference_name, "no face found in the reference")
+
+    monkeypatch.setattr(client.app.state.runner, "_generate", fail)
+    ref = _upload(client, "reference", media / "person.png").json()["upload"]
+    speech = _upload(client, "speech", media / "speech.wav").json()["upload"]
+    job_id = client.post("/jobs", json={"reference": ref, "speech": speech}).json()["job"]
+    s = _wait(client, job_id)
+    assert s["state"] == "failed" and s["error"] == "person.png: no face found in the reference"
+    assert 'id="error">person.png: no face found in the reference<' in client.get(f"/jobs/{job_id}").text
+    assert client.get(f"/jobs/{job_id}/video").status_code == 409
+
+
+def test_cli_without_a_checkpoint_is_one_line(tmp_path, capsys):
+    from avatarv.cli import main
+
+    assert main(["demo", "--checkpoint", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{tmp_path / 'nope'}: no trained checkpoint" in err and len(err.splitlines()) == 1
