@@ -1,5 +1,5 @@
-"""The demo app in headless Debian Chromium (Playwright) against uvicorn on 127.0.0.1: a bad upload is refused on
-the page in one line naming the file, then a real upload through the page's file inputs runs a job (tiny untrained
+"""The demo app in headless Debian Chromium (Playwright) against uvicorn on 127.0.0.1: bad uploads are refused on
+the page, one line each naming the file and the problem, then a real upload through the page's file inputs runs a job (tiny untrained
 pipeline, one step) whose progress page turns into the result: a video element the browser actually decodes at the
 reference's size, the self-check line and a download link that serves the same mp4. Saves reports/demo/demo.png
 (with AVATARV_UPDATE_SCREENSHOTS=1)."""
@@ -38,7 +38,7 @@ def served_demo(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(saved_tiny_pipeline(tmp_path / "ckpt"), tmp_path / "work", steps=1)
+    app = create_app(saved_tiny_pipeline(tmp_path / "ckpt"), tmp_path / "work", steps=1, max_upload_bytes=2**20)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -70,6 +70,16 @@ def test_upload_generate_watch_download_in_chromium(served_demo, tmp_path):
         lines = page.locator("#errors p.err").all_inner_texts()
         assert lines == ["wall.png: no face found in the reference", "silence.wav: audio is silent (peak amplitude 0.0e+00)"]
         assert page.url.rstrip("/") == url
+        # too large (refused by the page before sending) and not audio (refused by the server); earlier lines cleared
+        (tmp_path / "big.mp4").write_bytes(bytes(2 * 2**20))
+        page.set_input_files("#reference", str(tmp_path / "big.mp4"))
+        page.set_input_files("#speech", str(media / "notes.txt"))
+        page.click("#generate")
+        page.wait_for_function("() => document.querySelectorAll('#errors p.err').length === 2"
+                               " && document.querySelector('#errors p.err').textContent.startsWith('big.mp4')")
+        lines = page.locator("#errors p.err").all_inner_texts()
+        assert lines[0] == "big.mp4: file too large (2.0 MB; the limit is 1.0 MB)"
+        assert lines[1].startswith("notes.txt: not an audio or video file (.txt; accepted: ")
 
         page.set_input_files("#reference", str(media / "person.mp4"))
         page.set_input_files("#speech", str(media / "speech.wav"))

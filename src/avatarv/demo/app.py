@@ -122,7 +122,7 @@ def create_app(checkpoint: str | Path, workdir: str | Path, *, steps: int | None
             return ",".join(sorted(SUFFIXES[kind]))
 
         return HTMLResponse(render(
-            "index.html", checkpoint=checkpoint, max_mb=f"{max_upload_bytes / 2**20:g}",
+            "index.html", checkpoint=checkpoint, max_mb=f"{max_upload_bytes / 2**20:g}", max_bytes=max_upload_bytes,
             reference_accept=accept("reference"), speech_accept=accept("speech"),
             reference_types=" ".join(sorted(SUFFIXES["reference"])), speech_types=" ".join(sorted(SUFFIXES["speech"])),
         ))

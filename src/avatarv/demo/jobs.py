@@ -92,7 +92,8 @@ class JobRunner:
             except AvatarVError as e:
                 job.state, job.error = "failed", str(e)
             except Exception as e:  # noqa: BLE001 — the page must show why, and the worker must keep serving
-                job.state, job.error = "failed", f"{job.reference_name}: generation failed ({type(e).__name__}: {e})"
+                first = (str(e).strip().splitlines() or [""])[0][:200]
+                job.state, job.error = "failed", f"{job.reference_name}: generation failed ({type(e).__name__}: {first})"
             job.seconds = round(time.monotonic() - t0, 2)
 
     def _set(self, job: Job, progress: float, stage: str) -> None:

@@ -35,10 +35,16 @@ _INDEX = """{% extends "base.html" %}{% block body %}
 <script>
 const form = document.getElementById("upload-form"), errors = document.getElementById("errors"),
       busy = document.getElementById("busy"), button = document.getElementById("generate");
+const LIMIT = {{ max_bytes }}, mb = (n) => `${(n / 1048576).toFixed(1)} MB`;
 async function upload(kind) {
   const file = document.getElementById(kind).files[0];
-  const r = await fetch(`/upload/${kind}?name=${encodeURIComponent(file.name)}`,
-                        {method: "POST", body: file, headers: {"Content-Type": "application/octet-stream"}});
+  // the server refuses it too, but only after the browser has started sending it
+  if (file.size > LIMIT) throw new Error(`${file.name}: file too large (${mb(file.size)}; the limit is ${mb(LIMIT)})`);
+  let r;
+  try {
+    r = await fetch(`/upload/${kind}?name=${encodeURIComponent(file.name)}`,
+                    {method: "POST", body: file, headers: {"Content-Type": "application/octet-stream"}});
+  } catch (e) { throw new Error(`${file.name}: upload failed (${e.message})`); }
   let body = {};
   try { body = await r.json(); } catch (e) { body = {error: `${file.name}: upload refused (HTTP ${r.status})`}; }
   if (!r.ok) throw new Error(body.error);
