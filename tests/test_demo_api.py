@@ -98,7 +98,7 @@ def test_upload_job_progress_result(client, media):
     cli_out = client.workdir / "cli.mp4"
     assert main(["generate", "--ref", str(media / "person.mp4"), "--audio", str(media / "speech.wav"), "--out",
                  str(cli_out), "--checkpoint", str(client.app.state.runner.checkpoint), "--steps", "1", "--seed", "0",
-                 "--no-progress"]) == 0
+                 "--no-refine", "--no-progress"]) == 0
     assert np.array_equal(read_video(cli_out).frames, read_video(out).frames)
     cli_side = json.loads(cli_out.with_suffix(".json").read_text())
     assert set(side) - set(cli_side) == {"uploaded_as"} and not set(cli_side) - set(side)
@@ -196,3 +196,36 @@ def test_cli_without_a_checkpoint_is_one_line(tmp_path, capsys):
     assert main(["demo", "--checkpoint", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip()
     assert f"{tmp_path / 'nope'}: no trained checkpoint" in err and len(err.splitlines()) == 1
+
+
+def test_with_a_refiner_the_demo_matches_generate(checkpoint, media, tmp_path):
+    """A saved refiner (stage 08's output) is used as `avatarv generate --refiner` uses it: the same frames."""
+    from avatarv.cli import main
+    from avatarv.media import read_video
+    from avatarv.models.refiner import RefinerModel
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(3)
+    refiner = RefinerModel(factor=2, in_size=[32, 32], patch=4, hidden=32, layers=1, heads=2, window=1).eval()
+    with torch.no_grad():  # the head starts at zero (a bicubic identity); random weights make the network show
+        for p in refiner.parameters():
+            p.add_(0.05 * torch.randn(p.shape))
+    refiner.save_pretrained(tmp_path / "refiner")
+    app = create_app(checkpoint, tmp_path / "work", refiner=tmp_path / "refiner", steps=1)
+    with TestClient(app) as c:
+        ref = _upload(c, "reference", media / "person.png").json()["upload"]
+        speech = _upload(c, "speech", media / "speech.wav").json()["upload"]
+        job_id = c.post("/jobs", json={"reference": ref, "speech": speech}).json()["job"]
+        s = _wait(c, job_id)
+    assert s["state"] == "done" and "(refined)" in s["summary"]
+    cli_out = tmp_path / "cli.mp4"
+    assert main(["generate", "--ref", str(media / "person.png"), "--audio", str(media / "speech.wav"), "--out",
+                 str(cli_out), "--checkpoint", str(checkpoint), "--refiner", str(tmp_path / "refiner"), "--steps", "1",
+                 "--seed", "0", "--no-progress"]) == 0
+    demo = read_video(tmp_path / "work" / "jobs" / job_id / f"avatarv-{job_id}.mp4").frames
+    assert np.array_equal(demo, read_video(cli_out).frames)
+    unrefined = tmp_path / "plain.mp4"
+    assert main(["generate", "--ref", str(media / "person.png"), "--audio", str(media / "speech.wav"), "--out",
+                 str(unrefined), "--checkpoint", str(checkpoint), "--no-refine", "--steps", "1", "--seed", "0",
+                 "--no-progress"]) == 0
+    assert not np.array_equal(demo, read_video(unrefined).frames)  # the refiner really acted

@@ -83,15 +83,17 @@ def check_upload(kind: str, name: str, path: Path) -> str:
         raise Refused(422, f"{name}: {str(e).replace(str(path), '').lstrip(': ')}") from None
 
 
-def create_app(checkpoint: str | Path, workdir: str | Path, *, steps: int | None = None, seed: int = 0,
-               device: str = "cpu", max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
-    """The demo over the saved pipeline at `checkpoint`; uploads and results are kept under `workdir`."""
+def create_app(checkpoint: str | Path, workdir: str | Path, *, refiner: str | Path | None = None,
+               steps: int | None = None, seed: int = 0, device: str = "cpu",
+               max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+    """The demo over the saved pipeline at `checkpoint` (with the super-resolution `refiner` folder, if given);
+    uploads and results are kept under `workdir`."""
     from ..inference.pipeline import is_saved_pipeline
 
     checkpoint, workdir = Path(checkpoint), Path(workdir)
     if not is_saved_pipeline(checkpoint):
         raise AvatarVError(f"{checkpoint}: no saved pipeline (model_index.json); pass --checkpoint DIR")
-    runner = JobRunner(checkpoint, steps=steps, seed=seed, device=device)
+    runner = JobRunner(checkpoint, refiner=refiner, steps=steps, seed=seed, device=device)
     uploads: dict[str, Upload] = {}
 
     @contextlib.asynccontextmanager

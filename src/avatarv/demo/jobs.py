@@ -38,21 +38,23 @@ class Job:
     error: str | None = None
     self_check: str | None = None  # the one-line self-check summary, as `avatarv generate` prints it
     summary: str | None = None  # size, frames, rate
+    note: str = ""  # what the face alignment chose or could not measure, as `avatarv generate` prints it
     created: float = field(default_factory=time.time)
     seconds: float | None = None
 
     def status(self) -> dict:
         return {"id": self.id, "state": self.state, "progress": round(self.progress, 4), "stage": self.stage,
-                "error": self.error, "self_check": self.self_check, "summary": self.summary,
+                "error": self.error, "self_check": self.self_check, "summary": self.summary, "note": self.note,
                 "seconds": self.seconds}
 
 
 class JobRunner:
     """Generates jobs on one background thread with the pipeline saved at `checkpoint` (loaded lazily, kept)."""
 
-    def __init__(self, checkpoint: Path, *, steps: int | None = None, seed: int = 0, device: str = "cpu",
-                 max_queued: int = 4):
+    def __init__(self, checkpoint: Path, *, refiner: Path | None = None, steps: int | None = None, seed: int = 0,
+                 device: str = "cpu", max_queued: int = 4):
         self.checkpoint, self.steps, self.seed, self.device = Path(checkpoint), steps, seed, device
+        self.refiner = None if refiner is None else Path(refiner)  # checked by the caller (inference.cli.check_refiner)
         self.max_queued = max_queued
         self.jobs: dict[str, Job] = {}
         self._queue: queue.Queue[Job | None] = queue.Queue()
@@ -107,7 +109,12 @@ class JobRunner:
 
             if self.device == "cpu":  # as `avatarv generate`: many small ops, extra threads only add sync cost
                 torch.set_num_threads(1)
-            pipe = load_pipeline(self.checkpoint).to(self.device)
+            pipe = load_pipeline(self.checkpoint)
+            if self.refiner is not None:
+                from ..models.refiner import load_refiner
+
+                pipe.register_modules(refiner=load_refiner(self.refiner))
+            pipe = pipe.to(self.device)
             pipe.set_progress_bar_config(disable=True)
             self._pipe = pipe
         return self._pipe
@@ -131,7 +138,7 @@ class JobRunner:
         self._set(job, 0.03, "loading the model")
         pipe = self.pipeline()
 
-        # 3. generate (face crop and paste-back), 4. write atomically with the audio muxed
+        # 3. generate (face crop, the refiner if any, paste-back), 4. write atomically with the audio muxed
         self._set(job, GENERATE_FROM, "finding and aligning the face")
 
         def on_step(done: int, total: int) -> None:
@@ -142,13 +149,15 @@ class JobRunner:
         result = pipe(frames, audio, sr, motion_reference=frames, num_inference_steps=self.steps, guidance=guidance,
                       generator=torch.Generator().manual_seed(self.seed), progress=on_step, crop="face",
                       source_name=job.reference_name)
+        job.note = result.note
         self._set(job, 0.88, "writing the video")
         info = describe(checkpoint=self.checkpoint, reference=job.reference, audio=job.speech, adapter=None,
                         crop="face", fps=out_rate, self_check={}, note=result.note)
         result.save(job.out, fps=out_rate, metadata=mp4_tags(info))  # watermarked, tagged as AI-generated
         n = probe(job.out).n_frames
         h, w = result.frames.shape[1:3]
-        job.summary = f"{w}x{h}, {n} frames at {out_rate} fps ({n / float(out_rate):.2f} s), audio {len(audio) / sr:.2f} s"
+        refined = "refined" if getattr(pipe, "refiner", None) is not None else "not refined"
+        job.summary = f"{w}x{h} ({refined}), {n} frames at {out_rate} fps ({n / float(out_rate):.2f} s), audio {len(audio) / sr:.2f} s"
 
         # 5. self-check and provenance sidecar
         self._set(job, 0.93, "self-check")

@@ -93,6 +93,7 @@ _JOB = """{% extends "base.html" %}{% block title %}Avatar V demo · {{ job.stat
 {% elif job.state == "done" %}
  <video id="result" controls playsinline preload="metadata" src="/jobs/{{ job.id }}/video"></video>
  <p id="summary">{{ job.summary }} · generated in {{ "%.1f"|format(job.seconds) }} s</p>
+ {% if job.note %}<p class="muted" id="note">{{ job.reference_name }}: {{ job.note }}</p>{% endif %}
  <p class="check" id="self-check">{{ job.self_check }}</p>
  <p><a id="download" href="/jobs/{{ job.id }}/download" download>Download the mp4</a> ·
   <a id="sidecar" href="/jobs/{{ job.id }}/sidecar.json">provenance (json)</a></p>
