@@ -13,7 +13,7 @@ PROFILE ?= tiny
 export GLIBC_TUNABLES := glibc.malloc.perturb=165
 PYTEST_ARGS ?= -m "not slow" -n 2
 
-.PHONY: install system-deps repro lint test test-all ui clean-reports lock bench
+.PHONY: install system-deps repro lint test test-all ui demo clean-reports lock bench
 
 install: system-deps $(STAMP)
 
@@ -56,6 +56,11 @@ ui: install
 	@echo "MLflow on http://127.0.0.1:5000, Jupyter Lab on http://127.0.0.1:8888"
 	.venv/bin/mlflow ui --backend-store-uri sqlite:///$$PWD/mlflow.db --host 127.0.0.1 --port 5000 & \
 	.venv/bin/jupyter lab --no-browser --ip 127.0.0.1 --port 8888; kill %1
+
+# The demo web app over the trained model (runs/sft/final by default; CHECKPOINT=DIR for another saved pipeline).
+demo: install
+	@echo "Avatar V demo on http://127.0.0.1:8766"
+	$(PY) -m avatarv demo $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
 
 lock:  # re-resolve the pinned set after editing requirements.in (keeps environment.yml in step)
 	$(PIP) install -r requirements.in && $(PIP) freeze --all --exclude-editable | grep -v -E "^(avatarv|pip)==" > $(LOCK)

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("avatarv.inference.verify", "check an mp4 for the avatarv watermark and provenance tags"),
     "generate": ("avatarv.inference.cli", "generate a talking video from a reference and speech audio (or text)"),
     "speak": ("avatarv.inference.speak_cli", "text to speech in the voice of a ~10 s reference (voice cloning)"),
+    "demo": ("avatarv.demo.cli", "serve the local demo web app (upload, progress, watch, download)"),
     "eval": ("avatarv.eval.cli", "score generated videos against references"),
     "study": ("avatarv.study.cli", "human study / Turing test: serve, export, analyze"),
 }

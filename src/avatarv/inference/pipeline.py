@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -99,6 +100,20 @@ class AvatarVPipelineOutput(BaseOutput):
         tags = {"comment": "AI-generated video (avatarv)", "avatarv_ai_generated": "true", **(metadata or {})}
         write_video(path, frames, rate, self.audio, self.sample_rate, metadata=tags)
         return Path(path)
+
+
+class StepCallback:
+    """The part of a tqdm bar the sampler uses (`update`, `close`), reporting (done, total) to a callable."""
+
+    def __init__(self, total: int, callback: Callable[[int, int], None]):
+        self.n, self.total, self.callback = 0, total, callback
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self.callback(self.n, self.total)
+
+    def close(self) -> None:
+        pass
 
 
 def chunk_starts(n_latent: int, chunk: int, bridge: int) -> list[int]:
@@ -335,7 +350,7 @@ class AvatarVPipeline(DiffusionPipeline):
         num_inference_steps: int | None = None,
         guidance: Guidance | None = None,
         generator: torch.Generator | None = None,
-        progress: bool = True,
+        progress: bool | Callable[[int, int], None] = True,
         use_reference_cache: bool = True,
         refine: bool = True,
         crop: str = "face",
@@ -348,7 +363,9 @@ class AvatarVPipeline(DiffusionPipeline):
         pastes the face back into the reference's frames at their size (faces/align.py); `crop="full"` takes
         frames already framed as the corpus frames them (the evaluation's clips) and returns the model's frames.
         `source_name` names the reference in errors when it is given as frames (default: its path, or "reference").
-        `refine`: run the pipeline's refiner, if it has one (the model's frames ×factor in size, before paste-back)."""
+        `refine`: run the pipeline's refiner, if it has one (the model's frames ×factor in size, before paste-back).
+        `progress`: a tqdm bar (True), none (False), or a callable told (steps done, steps in all) after every
+        denoising step (the demo app's progress value)."""
         cfg, spec, tr, vae = self.config, self.conditions, self.transformer, self.vae
         device, dtype = tr.device, tr.dtype
         td = vae.config.temporal_downsample
@@ -407,7 +424,8 @@ class AvatarVPipeline(DiffusionPipeline):
         margin = tr.config.audio_window
         chunks_latents, chunks_motion = [], []
         prev_lat = prev_mot = None
-        bar = tqdm(total=len(starts) * steps, desc="avatarv generate", disable=not progress, unit="step")
+        bar = (StepCallback(len(starts) * steps, progress) if callable(progress)
+               else tqdm(total=len(starts) * steps, desc="avatarv generate", disable=not progress, unit="step"))
 
         # 4.-5. chunks
         for k, s in enumerate(starts):
