@@ -15,6 +15,7 @@ from avatarv.demo.app import create_app
 from avatarv.errors import AvatarVError
 
 LIMIT = 2 * 2**20
+CONSENT = {"consent": True, "who": "Ada Example"}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def test_upload_job_progress_result(client, media):
     seen = []  # every progress value the page could have polled, in order
     set_ = runner._set
     runner._set = lambda job, p, stage: (seen.append((p, stage)), set_(job, p, stage))
-    r = client.post("/jobs", json={"reference": ref.json()["upload"], "speech": speech.json()["upload"]})
+    r = client.post("/jobs", json={"reference": ref.json()["upload"], "speech": speech.json()["upload"], **CONSENT})
     assert r.status_code == 200 and r.json()["url"] == f"/jobs/{r.json()['job']}"
     job_id = r.json()["job"]
     status = _wait(client, job_id)
@@ -89,16 +90,17 @@ def test_upload_job_progress_result(client, media):
     assert side == json.loads(out.with_suffix(".json").read_text())
     assert side["ai_generated"] and side["crop"] == "face" and side["fps"] == "25"
     assert side["uploaded_as"] == {"reference": "person.mp4", "audio": "speech.wav"}
+    assert side["consent"]["reference"]["source"] == "record" and side["consent"]["reference"]["who"] == "Ada Example"
     assert set(side["self_check"]) >= {"face_found_frac", "identity_distance", "ok"}
     assert sorted(p.name for p in out.parent.iterdir()) == sorted(
-        ["reference.mp4", "speech.wav", out.name, out.with_suffix(".json").name])  # no temp files
+        ["reference.mp4", "reference.mp4.consent.json", "speech.wav", out.name, out.with_suffix(".json").name])  # no temp files
     assert side["watermark"] and verify(out)["watermark"] and verify(out)["tags"]["avatarv_model_hash"] == side["model_hash"]
 
     # the same inputs, seed and steps through `avatarv generate`: the same video and the same provenance fields
     cli_out = client.workdir / "cli.mp4"
     assert main(["generate", "--ref", str(media / "person.mp4"), "--audio", str(media / "speech.wav"), "--out",
                  str(cli_out), "--checkpoint", str(client.app.state.runner.checkpoint), "--steps", "1", "--seed", "0",
-                 "--no-refine", "--no-progress"]) == 0
+                 "--no-refine", "--no-progress", "--i-have-consent"]) == 0
     assert np.array_equal(read_video(cli_out).frames, read_video(out).frames)
     cli_side = json.loads(cli_out.with_suffix(".json").read_text())
     assert set(side) - set(cli_side) == {"uploaded_as"} and not set(cli_side) - set(side)
@@ -159,7 +161,7 @@ def test_upload_without_length_is_cut_at_the_limit(client):
 def test_unknown_ids_and_bad_requests(client, media):
     assert client.post("/upload/script", params={"name": "a.mp4"}, content=b"x").status_code == 404
     ref = _upload(client, "reference", media / "person.png").json()["upload"]
-    r = client.post("/jobs", json={"reference": ref, "speech": ref})  # an id of the wrong kind
+    r = client.post("/jobs", json={"reference": ref, "speech": ref, **CONSENT})  # an id of the wrong kind
     assert r.status_code == 404 and r.json()["error"].startswith("no uploaded speech with that id")
     assert client.post("/jobs", content=b"{", headers={"Content-Type": "application/json"}).status_code == 400
     assert client.get("/jobs/nope/status").status_code == 404
@@ -167,6 +169,18 @@ def test_unknown_ids_and_bad_requests(client, media):
     assert client.get("/jobs/nope/video").status_code == 404
     r = _upload(client, "reference", media / "person.png", name="../../etc/passwd.png")
     assert r.json()["name"] == "passwd.png"  # only the last component of a name is kept, and only for messages
+
+
+def test_a_job_needs_the_consent_of_the_person(client, media):
+    ref = _upload(client, "reference", media / "person.png").json()["upload"]
+    speech = _upload(client, "speech", media / "speech.wav").json()["upload"]
+    for bad in ({}, {"consent": True}, {"consent": True, "who": "  "}, {"consent": "yes", "who": "Ada"},
+                {"consent": False, "who": "Ada"}):
+        r = client.post("/jobs", json={"reference": ref, "speech": speech, **bad})
+        assert r.status_code == 422 and r.json()["error"].startswith("consent missing"), bad
+    assert not (client.workdir / "jobs").exists() and not client.app.state.runner.jobs  # nothing queued or kept
+    assert client.post("/jobs", json={"reference": ref, "speech": speech, **CONSENT}).status_code == 200
+    assert 'id="consent"' in client.get("/").text
 
 
 def test_refuses_a_folder_without_a_pipeline(tmp_path):
@@ -183,7 +197,7 @@ def test_a_failed_job_shows_its_one_line_error(client, media, monkeypatch):
     monkeypatch.setattr(client.app.state.runner, "_generate", fail)
     ref = _upload(client, "reference", media / "person.png").json()["upload"]
     speech = _upload(client, "speech", media / "speech.wav").json()["upload"]
-    job_id = client.post("/jobs", json={"reference": ref, "speech": speech}).json()["job"]
+    job_id = client.post("/jobs", json={"reference": ref, "speech": speech, **CONSENT}).json()["job"]
     s = _wait(client, job_id)
     assert s["state"] == "failed" and s["error"] == "person.png: no face found in the reference"
     assert 'id="error">person.png: no face found in the reference<' in client.get(f"/jobs/{job_id}").text
@@ -215,17 +229,17 @@ def test_with_a_refiner_the_demo_matches_generate(checkpoint, media, tmp_path):
     with TestClient(app) as c:
         ref = _upload(c, "reference", media / "person.png").json()["upload"]
         speech = _upload(c, "speech", media / "speech.wav").json()["upload"]
-        job_id = c.post("/jobs", json={"reference": ref, "speech": speech}).json()["job"]
+        job_id = c.post("/jobs", json={"reference": ref, "speech": speech, **CONSENT}).json()["job"]
         s = _wait(c, job_id)
     assert s["state"] == "done" and "(refined)" in s["summary"]
     cli_out = tmp_path / "cli.mp4"
     assert main(["generate", "--ref", str(media / "person.png"), "--audio", str(media / "speech.wav"), "--out",
                  str(cli_out), "--checkpoint", str(checkpoint), "--refiner", str(tmp_path / "refiner"), "--steps", "1",
-                 "--seed", "0", "--no-progress"]) == 0
+                 "--seed", "0", "--no-progress", "--i-have-consent"]) == 0
     demo = read_video(tmp_path / "work" / "jobs" / job_id / f"avatarv-{job_id}.mp4").frames
     assert np.array_equal(demo, read_video(cli_out).frames)
     unrefined = tmp_path / "plain.mp4"
     assert main(["generate", "--ref", str(media / "person.png"), "--audio", str(media / "speech.wav"), "--out",
                  str(unrefined), "--checkpoint", str(checkpoint), "--no-refine", "--steps", "1", "--seed", "0",
-                 "--no-progress"]) == 0
+                 "--no-progress", "--i-have-consent"]) == 0
     assert not np.array_equal(demo, read_video(unrefined).frames)  # the refiner really acted

@@ -62,6 +62,8 @@ def test_upload_generate_watch_download_in_chromium(served_demo, tmp_path):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_context(viewport={"width": 900, "height": 900}, accept_downloads=True).new_page()
         page.goto(url)
+        page.fill("#consent-who", "Ada Example")
+        page.check("#consent")
         # both inputs bad: one line each, naming each file and its problem; the page stays put
         page.set_input_files("#reference", str(media / "wall.png"))
         page.set_input_files("#speech", str(media / "silence.wav"))

@@ -139,7 +139,7 @@ def test_save_load_roundtrip(pipe, saved):
 def _cli(*argv):
     from avatarv.cli import main
 
-    return main(["generate", *map(str, argv)])
+    return main(["generate", *map(str, argv), "--i-have-consent"])
 
 
 @pytest.fixture(scope="module")

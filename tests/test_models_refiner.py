@@ -288,7 +288,7 @@ def test_cli_refines_by_default_and_no_refine_skips(saved_pair, tmp_path, monkey
     Image.fromarray(astronaut()[:300, 100:400]).resize((128, 128)).save(tmp_path / "face.png")
     write_wav(tmp_path / "speech.wav", _speech(0.6), 16000)
     common = ["generate", "--ref", str(tmp_path / "face.png"), "--audio", str(tmp_path / "speech.wav"),
-              "--checkpoint", str(saved_pair / "pipe"), "--steps", "1", "--no-progress", "--fps", "30", "--crop", "full"]
+              "--checkpoint", str(saved_pair / "pipe"), "--steps", "1", "--no-progress", "--fps", "30", "--crop", "full", "--i-have-consent"]
     assert main([*common, "--out", str(tmp_path / "a.mp4")]) == 0
     assert "64x64 (refined)" in capsys.readouterr().out
     assert read_video(tmp_path / "a.mp4").frames.shape[1:3] == (64, 64) and probe(tmp_path / "a.mp4").rate == 30

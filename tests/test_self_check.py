@@ -49,7 +49,7 @@ def test_generate_on_footage_pastes_back_at_the_source_size_and_rate(person, tmp
     write_wav(speech, person.audio[: 16000 * 8 // 10], 16000)
     out = tmp_path / "out.mp4"
     assert main(["generate", "--ref", str(ref), "--audio", str(speech), "--out", str(out), "--checkpoint", str(ckpt),
-                 "--steps", "1", "--no-progress"]) == 0
+                 "--steps", "1", "--no-progress", "--i-have-consent"]) == 0
     info = probe(out)
     assert (info.width, info.height) == (640, 360) and info.rate == 24 and info.n_frames == round(0.8 * 24)
     frames, source = read_video(out).frames, read_video(ref).frames
@@ -70,5 +70,5 @@ def test_generate_on_footage_pastes_back_at_the_source_size_and_rate(person, tmp
     assert found["tags"]["avatarv_reference_sha256"] == side["reference_sha256"]
     # --crop full keeps the model's own square output
     assert main(["generate", "--ref", str(ref), "--audio", str(speech), "--out", str(out), "--checkpoint", str(ckpt),
-                 "--steps", "1", "--no-progress", "--crop", "full"]) == 0
+                 "--steps", "1", "--no-progress", "--i-have-consent", "--crop", "full"]) == 0
     assert (probe(out).width, probe(out).height) == (32, 32)

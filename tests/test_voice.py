@@ -288,10 +288,10 @@ def test_speak_cli_bad_input_is_one_line(tmp_path, capsys):
     from avatarv.cli import main
 
     short = _wav(tmp_path / "short.wav", _tone(200.0, 1.0))
-    rc = main(["speak", "--voice-ref", str(short), "--text", "hello there", "--out", str(tmp_path / "o.wav")])
+    rc = main(["speak", "--voice-ref", str(short), "--text", "hello there", "--out", str(tmp_path / "o.wav"), "--i-have-consent"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "short.wav" in err and "need at least 3 s" in err
-    rc = main(["speak", "--voice-ref", str(short), "--text", "hi \u2603", "--out", str(tmp_path / "o.wav")])
+    rc = main(["speak", "--voice-ref", str(short), "--text", "hi \u2603", "--out", str(tmp_path / "o.wav"), "--i-have-consent"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "U+2603" in err
     assert not (tmp_path / "o.wav").exists()

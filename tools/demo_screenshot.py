@@ -50,6 +50,8 @@ def main() -> int:
         page.goto(f"http://127.0.0.1:{args.port}/")
         page.set_input_files("#reference", str(tmp / "presenter.mp4"))
         page.set_input_files("#speech", str(tmp / "speech.wav"))
+        page.fill("#consent-who", "Synthetic Presenter")
+        page.check("#consent")
         page.click("#generate")
         page.wait_for_url("**/jobs/*", timeout=120_000)
         t0, shot = time.monotonic(), False

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("avatarv.data.ingest", "normalise a folder of real mp4s into the corpus layout"),
     "curate": ("avatarv.curate.cli", "run the curation cascade and identity graph on a corpus"),
     "train": ("avatarv.train.cli", "train a curriculum stage (vae, t2v, a2v, sft, lora)"),
+    "consent": ("avatarv.inference.consent", "record who agreed that a reference of them may be animated"),
     "adapt": ("avatarv.train.adapt_cli", "fit a per-person LoRA adapter on a reference clip"),
     "verify": ("avatarv.inference.verify", "check an mp4 for the avatarv watermark and provenance tags"),
     "generate": ("avatarv.inference.cli", "generate a talking video from a reference and speech audio (or text)"),

@@ -5,7 +5,9 @@ Routes:
   GET  /                        the upload page
   POST /upload/<kind>?name=F    one file as the raw request body (kind: reference | speech); checked at once
                                 (size, type, decodes, a face / audible speech) → {"upload": id} or a one-line error
-  POST /jobs                    {"reference": id, "speech": id} → {"job": id, "url": "/jobs/<id>"}
+  POST /jobs                    {"reference": id, "speech": id, "consent": true, "who": NAME}
+                                → {"job": id, "url": "/jobs/<id>"}; the consent is recorded beside the job's
+                                reference (inference/consent.py) and in the result's sidecar
   GET  /jobs/<id>               progress (polling /jobs/<id>/status), then the video, download link and self-check
   GET  /jobs/<id>/status        {"state", "progress", "stage", "error", "self_check", ...}
   GET  /jobs/<id>/video | /download | /sidecar.json   the result mp4 (inline / as attachment) and its sidecar
@@ -29,6 +31,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import AvatarVError, InputError, MediaError
+from ..inference.consent import STATEMENT, record_consent
 from ..inference.inputs import IMAGE_SUFFIXES
 from .jobs import Job, JobRunner
 from .templates import render
@@ -127,6 +130,7 @@ def create_app(checkpoint: str | Path, workdir: str | Path, *, refiner: str | Pa
             "index.html", checkpoint=checkpoint, max_mb=f"{max_upload_bytes / 2**20:g}", max_bytes=max_upload_bytes,
             reference_accept=accept("reference"), speech_accept=accept("speech"),
             reference_types=" ".join(sorted(SUFFIXES["reference"])), speech_types=" ".join(sorted(SUFFIXES["speech"])),
+            statement=STATEMENT,
         ))
 
     @app.get("/favicon.ico")
@@ -176,10 +180,14 @@ def create_app(checkpoint: str | Path, workdir: str | Path, *, refiner: str | Pa
             try:
                 body = await request.json()
             except ValueError:
-                raise Refused(400, "a job is a JSON object {reference, speech}") from None
+                raise Refused(400, "a job is a JSON object {reference, speech, consent, who}") from None
+            body = body if isinstance(body, dict) else {}
+            who = body.get("who")
+            if body.get("consent") is not True or not isinstance(who, str) or not who.strip():
+                raise Refused(422, "consent missing: name the person in the reference and confirm that they agreed")
             picked: dict[str, str] = {}
             for kind in ("reference", "speech"):
-                uid = str(body.get(kind, "")) if isinstance(body, dict) else ""
+                uid = str(body.get(kind, ""))
                 if uid not in uploads or uploads[uid].kind != kind:
                     raise Refused(404, f"no uploaded {kind} with that id; upload the file again")
                 picked[kind] = uid
@@ -193,6 +201,11 @@ def create_app(checkpoint: str | Path, workdir: str | Path, *, refiner: str | Pa
                 up = uploads.pop(uid)  # an upload is used by one job
                 shutil.move(up.path, dest)
                 shutil.rmtree(up.path.parent, ignore_errors=True)
+            try:
+                record_consent(job.reference, who, STATEMENT)
+            except AvatarVError as e:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise Refused(422, f"{ref.name}: {getattr(e, 'problem', e)}") from None
             try:
                 runner.submit(job)
             except AvatarVError as e:

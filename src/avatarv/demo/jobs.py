@@ -123,6 +123,7 @@ class JobRunner:
         import torch
 
         from ..diffusion.guidance import Guidance
+        from ..inference.consent import require_consent
         from ..inference.inputs import read_reference, read_speech
         from ..inference.self_check import self_check
         from ..inference.sidecar import describe, mp4_tags, write_sidecar
@@ -164,4 +165,5 @@ class JobRunner:
         check = self_check(result.frames, frames[0])
         job.self_check = check.summary()
         write_sidecar(job.out, {**info, "self_check": check.to_dict(), "watermark": "avatarv (media/watermark.py)",
+                                "consent": {"reference": require_consent(job.reference, False)},
                                 "uploaded_as": {"reference": job.reference_name, "audio": job.speech_name}})

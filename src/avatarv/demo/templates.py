@@ -29,6 +29,10 @@ _INDEX = """{% extends "base.html" %}{% block body %}
  <label>Speech audio ({{ speech_types }})
   <input type="file" id="speech" accept="{{ speech_accept }}" required></label>
 </fieldset>
+<fieldset><legend>Consent</legend>
+ <label>Name of the person in the reference <input type="text" id="consent-who" maxlength="200" required></label>
+ <label><input type="checkbox" id="consent" required> {{ statement }}</label>
+</fieldset>
 <button type="submit" id="generate">Generate</button> <span id="busy" class="muted"></span>
 </form>
 <div id="errors"></div>
@@ -58,7 +62,9 @@ form.addEventListener("submit", async (ev) => {
   try {
     if (bad.length) throw new Error(bad.join("\\n"));
     const r = await fetch("/jobs", {method: "POST", headers: {"Content-Type": "application/json"},
-                                    body: JSON.stringify({reference: got[0].value, speech: got[1].value})});
+                                    body: JSON.stringify({reference: got[0].value, speech: got[1].value,
+                                                          consent: document.getElementById("consent").checked,
+                                                          who: document.getElementById("consent-who").value})});
     const body = await r.json();
     if (!r.ok) throw new Error(body.error);
     location.href = body.url;

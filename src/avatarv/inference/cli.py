@@ -8,7 +8,8 @@ framed like the corpus). `--adapt` first fits (or reuses) a per-person LoRA on t
 dlib, which no training loss uses), printed as one line and written with the provenance into `OUT.json`.
 
 Every input is checked before any weights load, each failure one line naming the file and the problem:
-unreadable / missing file, no audio stream, silent audio, no face in the reference, no trained checkpoint.
+unreadable / missing file, no audio stream, silent audio, no face in the reference, no trained checkpoint, no
+consent recorded for the reference (inference/consent.py; `--i-have-consent` asserts it instead).
 The mp4 is written atomically (temp file, then rename), so a failure never leaves a half-written output.
 References and speech of any container, frame rate, rotation or sample rate are read through the media normaliser;
 the pipeline generates at its working rate and the mp4 is written at `--fps` (default: the reference video's own
@@ -69,9 +70,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip the refiner: the model's own frames (64x64 at the tiny profile with --crop full)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: params.yaml device)")
     p.add_argument("--no-progress", action="store_true")
+    from .consent import add_consent_flag
     from .speak_cli import add_voice_arguments
 
     add_voice_arguments(p)
+    add_consent_flag(p)
 
 
 def check_face(frames: np.ndarray, path: str | Path) -> None:
@@ -144,6 +147,11 @@ def main(args: argparse.Namespace) -> int:
     # 1. inputs, before any weights
     reference = read_reference(args.ref)
     frames = reference.frames
+    from .consent import require_consent
+
+    consent = {"reference": require_consent(args.ref, args.i_have_consent)}
+    if args.text is not None and args.voice_ref:
+        consent["voice_reference"] = require_consent(args.voice_ref, args.i_have_consent)
     try:
         out_rate = as_rate(args.fps) if args.fps is not None else reference.source_rate
     except ValueError as e:
@@ -224,5 +232,6 @@ def main(args: argparse.Namespace) -> int:
 
     check = self_check(result.frames, frames[0])
     print(check.summary())
-    write_sidecar(out, {**info, "self_check": check.to_dict(), "watermark": "avatarv (media/watermark.py)"})
+    write_sidecar(out, {**info, "self_check": check.to_dict(), "watermark": "avatarv (media/watermark.py)",
+                        "consent": consent})
     return 0

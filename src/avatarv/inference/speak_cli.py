@@ -2,7 +2,7 @@
 
 Every input is checked before any weights load, each failure one line naming the file and the problem (text with
 characters that cannot be spoken, a reference that is too short, silent or holds several speakers, no trained
-voice model). The wav is written atomically.
+voice model, no consent recorded for the voice reference). The wav is written atomically.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text", required=True, help="what to say")
     p.add_argument("--out", required=True, help="output .wav (written atomically)")
     add_voice_arguments(p)
+    from .consent import add_consent_flag
+
+    add_consent_flag(p)
 
 
 def synthesize_speech(args: argparse.Namespace, reference_path: str, cfg):
@@ -59,6 +62,9 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".wav":
         raise InputError(out, "output must be a .wav file")
+    from .consent import require_consent
+
+    require_consent(args.voice_ref, args.i_have_consent)
     torch.set_num_threads(1)
     audio, sr = synthesize_speech(args, args.voice_ref, cfg)
     write_wav(out, audio, sr)

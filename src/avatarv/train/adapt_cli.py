@@ -15,6 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-resume", action="store_true", help="start over instead of resuming a killed run")
     p.add_argument("--device", default=None, help="cpu | cuda (default: params.yaml device)")
     p.add_argument("--no-progress", action="store_true")
+    from ..inference.consent import add_consent_flag
+
+    add_consent_flag(p)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -23,6 +26,7 @@ def main(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..errors import MediaError
     from ..inference.cli import resolve_checkpoint
+    from ..inference.consent import require_consent
     from ..inference.pipeline import load_pipeline
     from ..paths import RUNS
     from .adapt import adapt
@@ -30,6 +34,7 @@ def main(args: argparse.Namespace) -> int:
     ref = Path(args.ref)
     if not ref.exists():
         raise MediaError(ref, "file not found")
+    require_consent(ref, args.i_have_consent)
     cfg = load_config(args.profile)
     if args.device:
         cfg.device = args.device
