@@ -26,3 +26,23 @@ def test_summary_known_answer():
     row = summary(df).iloc[0]
     assert row["clips"] == 4 and row["face_in_95pct_frames"] == 0.5 and row["same_person_frac"] == 0.5
     assert np.isclose(row["identity_distance_median"], 0.5) and np.isclose(row["sync_conf_mean"], 0.25)
+
+
+def test_sample_gif_shows_the_reference_beside_the_output(tmp_path):
+    from PIL import Image
+
+    from avatarv.eval.real_faces import sample_gif
+    from avatarv.media import write_video
+
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 255, (30, 36, 64, 3), dtype=np.uint8)
+    gen = np.zeros((30, 36, 64, 3), np.uint8)
+    write_video(tmp_path / "ref.mp4", ref, 25)
+    (tmp_path / "generated" / "adapted").mkdir(parents=True)
+    write_video(tmp_path / "generated" / "adapted" / "p_25fps.mp4", gen, 25)
+    df = pd.DataFrame([{"case_id": "p_25fps", "kind": "held-out synthetic", "reference": str(tmp_path / "ref.mp4")}])
+    path = sample_gif(df, tmp_path, tmp_path / "sample.gif", width=128, seconds=1.0, fps=5)
+    gif = Image.open(path)
+    assert gif.n_frames == 5 and gif.size == (256, 72)  # two 128x72 panels, 1 s at 5 fps
+    frame = np.asarray(gif.convert("RGB")).astype(float)
+    assert frame[30:, :128].std() > 40 and frame[30:, 128:].max() < 40  # noise reference left, black output right

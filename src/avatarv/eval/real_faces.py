@@ -241,6 +241,34 @@ def montage(df: pd.DataFrame, out: Path, path: Path, width: int = 320) -> Path:
     return path
 
 
+def sample_gif(df: pd.DataFrame, out: Path, path: Path, system: str = "adapted", width: int = 320,
+               seconds: float = 3.0, fps: float = 10.0) -> Path:
+    """The README's animated sample: the first held-out case's reference clip beside `system`'s output for the other
+    clip's speech, both at the source's 16:9 framing, subsampled to `fps` (written atomically)."""
+    import cv2
+    from PIL import Image
+
+    from ..media import atomic_path
+
+    held = df[df["kind"].str.startswith("held-out")]
+    case = (held if len(held) else df).iloc[0]
+    ref = normalize_video(case["reference"])
+    gen = normalize_video(out / "generated" / system / f"{case['case_id']}.mp4")
+    n = min(len(gen.frames), round(seconds * gen.fps))
+    picks = np.arange(0, n, max(1, round(gen.fps / fps)))
+    h = int(round(ref.frames.shape[1] * width / ref.frames.shape[2]))
+    frames = []
+    for i in picks:
+        tiles = [_fit(ref.frames[min(i, len(ref.frames) - 1)], width, h), _fit(gen.frames[i], width, h)]
+        for t, label in zip(tiles, ("reference", f"avatarv ({system})")):
+            cv2.putText(t, label, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        frames.append(Image.fromarray(np.concatenate(tiles, 1)))
+    with atomic_path(path) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=round(1000 / fps),
+                       loop=0, optimize=True)
+    return path
+
+
 def gpu_adapt_note(path: Path) -> str:
     """The adaptation's GPU time from benchmarks/adapt_speed.py's committed report, as one line for the report."""
     import json
