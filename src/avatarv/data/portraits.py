@@ -133,7 +133,9 @@ def _erase_mouth_interior(rgb: np.ndarray, lm: np.ndarray) -> np.ndarray:
 def _person_mask(rgb: np.ndarray) -> np.ndarray:
     import mediapipe as mp
 
-    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+    from ..quiet import native_stderr_off
+
+    with native_stderr_off(), mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
         m = seg.process(rgb).segmentation_mask
     return np.clip(np.asarray(m, np.float32), 0, 1)
 
