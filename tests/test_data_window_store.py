@@ -35,7 +35,7 @@ def test_streamed_windows_equal_the_in_memory_ones(both):
 
 
 def test_streamed_batches_equal_and_the_loader_replays_them(both):
-    mem, disk, _, root = both
+    mem, disk, _, _ = both
     wb_mem, wb_disk = (WindowBatches(w, w.indices("train"), 4, seed=3, latent_frames=2) for w in (mem, disk))
     loader = LoaderSource(wb_disk, 0, 1, start=2, workers=2)
     for i in (2, 3, 4, 7):  # 7: out of order, answered directly
