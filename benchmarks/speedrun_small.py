@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib.machinery
 import json
 import shutil
@@ -39,6 +40,7 @@ import numpy as np
 PROFILE_MINUTES = 25.0  # the budget the small profile's time limits are written for (params.yaml)
 STAGE_OVERHEAD_S = 15.0  # per training stage around its loop: windows, validation, probes, saving (an estimate)
 BENCH_RESERVE_S = 45.0  # generating the benchmark cases
+JPEG_QUALITY = 95
 MU = 255.0
 SR = 16000
 
@@ -241,8 +243,12 @@ def _outcome(out, history_keys=("loss", "flow", "lip", "sync", "identity", "moti
     return {"steps_done": len(out.history), "metrics": metrics, "history": hist}
 
 
+def _train_stage(mod, cfg, paths, limit: float, **kw) -> dict:
+    return {"time_limit_s": limit, **_outcome(mod.run(cfg, paths, resume=False, progress=False, **kw))}
+
+
 def run(pack_dir: Path, out: Path, runs: Path, minutes: float, device: str, is_micro: bool = False,
-        deadline_s: float = 0.0) -> dict:
+        deadline_s: float = 0.0, max_cases: int = 0) -> dict:
     _stub_soundfile()
     import torch
 
@@ -297,23 +303,22 @@ def run(pack_dir: Path, out: Path, runs: Path, minutes: float, device: str, is_m
     for name, mod in (("t2v", t2v), ("a2v", a2v), ("sft", sft)):
         limit = fit(name)
         cfg = r(cfg, train=r(cfg.train, **{name: r(getattr(cfg.train, name), time_limit_s=limit)}))
-        rep.stage(name, lambda mod=mod, cfg=cfg, limit=limit, kw=text.get(name, {}): {
-            "time_limit_s": limit, **_outcome(mod.run(cfg, paths, resume=False, progress=False, **kw))})
+        rep.stage(name, functools.partial(_train_stage, mod, cfg, paths, limit, **text.get(name, {})))
         if device == "cuda":
             rep.doc["stages"][name]["max_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    rep.stage("bench", lambda: _bench(pack_dir, runs, out, read, audio, cfg, device, rep, deadline))
+    rep.stage("bench", lambda: _bench(pack_dir, runs, out, read, audio, cfg, device, rep, deadline, max_cases))
     return rep.doc
 
 
 def _bench(pack_dir: Path, runs: Path, out: Path, read, audio: dict, cfg, device: str, rep: Report,
-           deadline: float) -> dict:
+           deadline: float, max_cases: int = 0) -> dict:
     """Every benchmark case generated with the SFT pipeline: reference clip + the target's first
     benchmark_seconds of speech, the reference motion packed (as the pipeline would measure it)."""
     import torch
 
     from avatarv.inference.pipeline import load_pipeline
 
-    cases = json.loads((pack_dir / "cases.json").read_text())
+    cases = json.loads((pack_dir / "cases.json").read_text())[: max_cases or None]
     motion = dict(np.load(pack_dir / "ref_motion.npz"))
     pipe = load_pipeline(runs / "sft" / "final").to(device)
     pipe.set_progress_bar_config(disable=True)
@@ -332,9 +337,29 @@ def _bench(pack_dir: Path, runs: Path, out: Path, read, audio: dict, cfg, device
                    generator=torch.Generator().manual_seed(cfg.seed), progress=False, crop="full")
         gen[c["case_id"]] = res.frames
         secs.append(time.time() - t)
-    np.savez_compressed(out / "generated.npz", **gen)
+    save_frames(out / "generated.npz", gen)
     return {"cases": len(gen), "of": len(cases), "seconds_per_case": secs,
             "frames": {k: list(v.shape) for k, v in gen.items()}}
+
+
+def save_frames(path: Path, clips: dict[str, np.ndarray], quality: int = JPEG_QUALITY) -> None:
+    """Clips as JPEG frames in one .npz (raw frames of six 2.4-s cases pass the 16-MiB limit on what comes back)."""
+    import cv2
+
+    arrays = {f"{cid}__{i:04d}": np.frombuffer(cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR),
+                                                            [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes(), np.uint8)
+              for cid, frames in clips.items() for i, f in enumerate(frames)}
+    np.savez(path, **arrays)
+
+
+def load_frames(path: Path) -> dict[str, np.ndarray]:
+    import cv2
+
+    data, out = np.load(path), {}
+    for key in sorted(data.files):
+        out.setdefault(key.rsplit("__", 1)[0], []).append(
+            cv2.cvtColor(cv2.imdecode(data[key], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+    return {k: np.stack(v) for k, v in out.items()}
 
 
 # --------------------------------------------------------------------------------------------- score (CPU, here)
@@ -350,7 +375,7 @@ def score(corpus: Path, results: Path, out: Path, work: Path, label: str) -> dic
 
     cfg = load_config("small")
     doc = json.loads((results / "metrics.json").read_text())
-    gen = dict(np.load(results / "generated.npz"))
+    gen = load_frames(results / "generated.npz")
     cases = [c for c in build_cases(pd.read_parquet(corpus / "manifest.parquet"), cfg.eval.benchmark_clips)
              if c["case_id"] in gen]  # the cases the pack held (the same deterministic rule)
     secs = cfg.eval.benchmark_seconds
@@ -437,8 +462,8 @@ def _samples(cases: list[dict], gen: dict, corpus: Path, out: Path, read_video, 
         g = gen[c["case_id"]]
         ref = read_video(corpus / c["ref_path"]).frames
         tgt = read_video(corpus / c["target_path"], need_audio=True)
-        T = len(g)
-        strip = np.concatenate([ref[:T], g, tgt.frames[:T]], axis=2)
+        T = min(len(g), len(ref), len(tgt.frames))
+        strip = np.concatenate([ref[:T], g[:T], tgt.frames[:T]], axis=2)
         write_video(out / f"sample_{c['case_id']}.mp4", strip, 25, tgt.audio[: int(T / 25 * tgt.sample_rate)],
                     tgt.sample_rate)
         frames = [Image.fromarray(f) for f in strip[::2]]
@@ -471,6 +496,7 @@ def main() -> None:
     r.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget the stage time limits are scaled to")
     r.add_argument("--deadline-s", type=float, default=0.0, help="end by this many seconds (default: --minutes)")
     r.add_argument("--device", default="cuda")
+    r.add_argument("--cases", type=int, default=0, help="generate at most this many benchmark cases (0 = all)")
     r.add_argument("--micro", action="store_true", help="tiny model sizes: a CPU rehearsal of the same code path")
     s = sub.add_parser("score")
     s.add_argument("--corpus", type=Path, default=Path("data/small_corpus"))
@@ -482,7 +508,7 @@ def main() -> None:
     if a.cmd == "pack":
         print(json.dumps(pack(a.corpus, a.out, a.runs, a.expert_steps), indent=1))
     elif a.cmd == "run":
-        doc = run(a.pack, a.out, a.runs, a.minutes, a.device, a.micro, a.deadline_s)
+        doc = run(a.pack, a.out, a.runs, a.minutes, a.device, a.micro, a.deadline_s, a.cases)
         print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk not in ("history", "metrics")}
                           for k, v in doc["stages"].items()}, indent=1, default=str))
     else:
