@@ -10,7 +10,8 @@ import torch
 from _train_corpus import make_corpus, tiny_vae
 
 from avatarv.data.datasets import PairBatches, WindowBatches, build_windows, load_pairs, load_training_clips, pair_batch
-from avatarv.data.window_store import ARRAYS, LoaderSource, build_window_store, open_window_store, stream_windows
+from avatarv.data.loader import LoaderSource
+from avatarv.data.window_store import ARRAYS, build_window_store, open_window_store, stream_windows
 
 
 @pytest.fixture(scope="module")

@@ -100,7 +100,7 @@ def test_other_seed_gives_other_run(tmp_path):
 
 def test_time_limit_stops_early_and_a_streamed_source_gives_the_same_run(tmp_path):
     """`time_limit_s` ends the run at the step where the clock ran out, without a checkpoint for the cut; `stream`
-    feeds the same batches through DataLoader workers (data/window_store.LoaderSource), so the run is the same."""
+    feeds the same batches through DataLoader workers (data/loader.LoaderSource), so the run is the same."""
     cut = _run(tmp_path / "cut", steps=40, checkpoint_every=100, time_limit_s=1e-9)
     assert cut.stopped_early and cut.state.step == 1 and not list_checkpoints(tmp_path / "cut")
     plain = _run(tmp_path / "plain", steps=6)

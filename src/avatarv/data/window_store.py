@@ -3,20 +3,15 @@
 `build_window_store` cuts and encodes clips exactly as datasets.build_windows does (the same windows, encoded in
 the same batches, so the latents are bit-identical) but appends each encoded batch to one raw file per array
 instead of stacking every window in memory; `open_window_store` maps those files back as a WindowSet whose
-tensors are memory-mapped, so a batch reads only its own rows from disk. `LoaderSource` serves a training loop's
-micro-batches from a torch DataLoader whose worker processes cut them ahead of the step that needs them; every
-batch is still the pure function of (index, rank) that train/loop.py relies on for exact resume.
+tensors are memory-mapped, so a batch reads only its own rows from disk; data/loader.py feeds the training loop from it.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -125,50 +120,3 @@ def stream_windows(clips: pd.DataFrame, vae, *, size: int, frames: int, stride: 
         build_window_store(clips, vae, root, size=size, frames=frames, stride=stride, image_sizes=image_sizes,
                            progress=progress)
     return open_window_store(root)
-
-
-# --------------------------------------------------------------------------------------------- DataLoader
-class _Batches(torch.utils.data.Dataset):
-    def __init__(self, source, rank: int, world: int):
-        self.source, self.rank, self.world = source, rank, world
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.source.batch(int(index), self.rank, self.world)
-
-
-class LoaderSource:
-    """A BatchSource read through a DataLoader: micro-batches start, start+1, ... are made in `workers` processes
-    ahead of the loop. A request out of that order (none in train/loop.py) is answered directly and restarts the
-    read-ahead after it."""
-
-    def __init__(self, source, rank: int, world: int, *, start: int = 0, workers: int = 2, prefetch: int = 4):
-        self.source, self.rank, self.world = source, rank, world
-        self.workers, self.prefetch = workers, prefetch
-        self._it, self._next = None, start
-        self._start(start)
-
-    def _start(self, start: int) -> None:
-        self.close()
-        ctx = "fork" if sys.platform.startswith("linux") else None  # the window set is inherited, not pickled
-        loader = torch.utils.data.DataLoader(
-            _Batches(self.source, self.rank, self.world), batch_size=None, sampler=itertools.count(start),
-            num_workers=self.workers, prefetch_factor=self.prefetch if self.workers else None,
-            multiprocessing_context=ctx if self.workers else None)
-        self._it, self._next = iter(loader), start
-
-    def batch(self, index: int, rank: int, world: int) -> dict[str, Any]:
-        if (rank, world) != (self.rank, self.world):
-            return self.source.batch(index, rank, world)
-        if index != self._next:
-            self._start(index + 1)
-            return self.source.batch(index, rank, world)
-        self._next += 1
-        return next(self._it)
-
-    def close(self) -> None:
-        if self._it is not None and hasattr(self._it, "_shutdown_workers"):
-            self._it._shutdown_workers()
-        self._it = None
-
-    def __len__(self) -> int:
-        return len(self.source)

@@ -13,7 +13,7 @@ this module adds what a resumable, reproducible run needs on top:
 - Muon + AdamW with warmup + cosine (train/optim.py), gradient clipping, EMA weights (diffusers `EMAModel`).
 - `cfg.time_limit_s` > 0 stops the run after that many seconds of training (a fixed GPU budget): the result says
   how many steps were done (`LoopResult.stopped_early`), and no checkpoint is written for the cut.
-- `cfg.stream`: micro-batches come through a DataLoader (data/window_store.LoaderSource) whose workers cut them
+- `cfg.stream`: micro-batches come through a DataLoader (data/loader.LoaderSource) whose workers cut them
   ahead of the step; the same batches, so the same run.
 - Checkpoints every `checkpoint_every` steps under `<run_dir>/checkpoints/step_XXXXXX` (written to a temporary
   name, then renamed, so a kill during saving never leaves a half checkpoint that resume would pick), the last
@@ -173,7 +173,7 @@ def train_loop(
 
     k = max(1, int(cfg.grad_accum))
     if getattr(cfg, "stream", False) and cfg.loader_workers > 0 and state.step < total:
-        from ..data.window_store import LoaderSource
+        from ..data.loader import LoaderSource
 
         source = LoaderSource(source, rank, world, start=state.step * k, workers=cfg.loader_workers)
     time_limit = float(getattr(cfg, "time_limit_s", 0.0) or 0.0)
