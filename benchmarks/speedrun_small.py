@@ -40,6 +40,8 @@ import numpy as np
 PROFILE_MINUTES = 25.0  # the budget the small profile's time limits are written for (params.yaml)
 STAGE_OVERHEAD_S = 15.0  # per training stage around its loop: windows, validation, probes, saving (an estimate)
 BENCH_RESERVE_S = 45.0  # generating the benchmark cases
+COUPLING_RESERVE_S = 30.0  # motion-coupling variants (benchmarks/motion_coupling.py) after the benchmark
+COUPLING_SECONDS = 1.2
 JPEG_QUALITY = 95
 MU = 255.0
 SR = 16000
@@ -248,7 +250,7 @@ def _train_stage(mod, cfg, paths, limit: float, **kw) -> dict:
 
 
 def run(pack_dir: Path, out: Path, runs: Path, minutes: float, device: str, is_micro: bool = False,
-        deadline_s: float = 0.0, max_cases: int = 0) -> dict:
+        deadline_s: float = 0.0, max_cases: int = 0, coupling_cases: int = 0) -> dict:
     _stub_soundfile()
     import torch
 
@@ -286,13 +288,14 @@ def run(pack_dir: Path, out: Path, runs: Path, minutes: float, device: str, is_m
                 "history": [{"step": h["step"], "loss": h["loss"]} for h in hist]}
 
     deadline = deadline_s or minutes * 60
+    reserve = COUPLING_RESERVE_S if coupling_cases else 0.0
     shares = dict(rep.doc["time_limits_s"])
     order = list(shares)
 
     def fit(name: str) -> float:
         """The stage's share, shrunk so that the later stages' shares and the benchmark still end by the deadline."""
         later = sum(shares[n] + STAGE_OVERHEAD_S for n in order[order.index(name) + 1 :])
-        left = deadline - (time.time() - rep.t0) - later - BENCH_RESERVE_S - STAGE_OVERHEAD_S
+        left = deadline - (time.time() - rep.t0) - later - BENCH_RESERVE_S - reserve - STAGE_OVERHEAD_S
         return max(5.0, min(shares[name], left))
 
     r = dataclasses.replace
@@ -306,7 +309,9 @@ def run(pack_dir: Path, out: Path, runs: Path, minutes: float, device: str, is_m
         rep.stage(name, functools.partial(_train_stage, mod, cfg, paths, limit, **text.get(name, {})))
         if device == "cuda":
             rep.doc["stages"][name]["max_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    rep.stage("bench", lambda: _bench(pack_dir, runs, out, read, audio, cfg, device, rep, deadline, max_cases))
+    rep.stage("bench", lambda: _bench(pack_dir, runs, out, read, audio, cfg, device, rep, deadline - reserve, max_cases))
+    if coupling_cases:
+        rep.stage("coupling", lambda: _coupling(pack_dir, runs, out, read, audio, device, rep, deadline, coupling_cases))
     return rep.doc
 
 
@@ -340,6 +345,33 @@ def _bench(pack_dir: Path, runs: Path, out: Path, read, audio: dict, cfg, device
     save_frames(out / "generated.npz", gen)
     return {"cases": len(gen), "of": len(cases), "seconds_per_case": secs,
             "frames": {k: list(v.shape) for k, v in gen.items()}}
+
+
+def _coupling(pack_dir: Path, runs: Path, out: Path, read, audio: dict, device: str, rep: Report, deadline: float,
+              n_cases: int) -> dict:
+    """benchmarks/motion_coupling.py's variants (motion tokens offset, another seed) of the first cases, generated
+    with the SFT pipeline; `score` measures the pixel change and the face's move with the eval tracker."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from motion_coupling import generate_variants
+
+    from avatarv.inference.pipeline import load_pipeline
+
+    cases = json.loads((pack_dir / "cases.json").read_text())[:n_cases]
+    motion = dict(np.load(pack_dir / "ref_motion.npz"))
+    pipe = load_pipeline(runs / "sft" / "final").to(device)
+    pipe.set_progress_bar_config(disable=True)
+    _, n_motion = pipe.reference_frames_used()
+    clips, done = {}, []
+    for c in cases:
+        if time.time() - rep.t0 > deadline:
+            break
+        ref = read(pack_dir / "corpus" / c["ref_path"], max_frames=n_motion).frames
+        speech = mulaw_decode(audio[c["target_clip_id"]])[: int(COUPLING_SECONDS * SR)]
+        for name, frames in generate_variants(pipe, ref, speech, SR, reference_motion=motion[c["case_id"]]).items():
+            clips[f"{c['case_id']}~{name}"] = frames
+        done.append(c["case_id"])
+    save_frames(out / "coupling.npz", clips)
+    return {"cases": done, "variants": sorted({k.split("~")[1] for k in clips})}
 
 
 def save_frames(path: Path, clips: dict[str, np.ndarray], quality: int = JPEG_QUALITY) -> None:
@@ -408,7 +440,21 @@ def score(corpus: Path, results: Path, out: Path, work: Path, label: str) -> dic
     _loss_plot(doc, out / "loss_curves.png")
     _samples(cases, gen, corpus, out, read_video)
     _leaderboard(summary, label, out / "leaderboard.md")
+    if (results / "coupling.npz").exists():
+        summary["motion_coupling"] = _coupling_rows(results / "coupling.npz")
+        (out / "metrics.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
+
+
+def _coupling_rows(path: Path) -> list[dict]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from motion_coupling import compare
+
+    by_case: dict[str, dict] = {}
+    for key, frames in load_frames(path).items():
+        case, name = key.split("~")
+        by_case.setdefault(case, {})[name] = frames
+    return [{"case": case, **row} for case, variants in by_case.items() for row in compare(variants)]
 
 
 def _identity_margins(rows: list[dict], scorer) -> dict:
@@ -497,6 +543,7 @@ def main() -> None:
     r.add_argument("--deadline-s", type=float, default=0.0, help="end by this many seconds (default: --minutes)")
     r.add_argument("--device", default="cuda")
     r.add_argument("--cases", type=int, default=0, help="generate at most this many benchmark cases (0 = all)")
+    r.add_argument("--coupling-cases", type=int, default=0, help="motion-coupling variants of this many cases")
     r.add_argument("--micro", action="store_true", help="tiny model sizes: a CPU rehearsal of the same code path")
     s = sub.add_parser("score")
     s.add_argument("--corpus", type=Path, default=Path("data/small_corpus"))
@@ -508,7 +555,7 @@ def main() -> None:
     if a.cmd == "pack":
         print(json.dumps(pack(a.corpus, a.out, a.runs, a.expert_steps), indent=1))
     elif a.cmd == "run":
-        doc = run(a.pack, a.out, a.runs, a.minutes, a.device, a.micro, a.deadline_s, a.cases)
+        doc = run(a.pack, a.out, a.runs, a.minutes, a.device, a.micro, a.deadline_s, a.cases, a.coupling_cases)
         print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk not in ("history", "metrics")}
                           for k, v in doc["stages"].items()}, indent=1, default=str))
     else:
