@@ -13,7 +13,7 @@ PROFILE ?= tiny
 export GLIBC_TUNABLES := glibc.malloc.perturb=165
 PYTEST_ARGS ?= -m "not slow" -n 2
 
-.PHONY: install system-deps repro lint test test-all ui demo clean-reports lock bench
+.PHONY: install system-deps repro lint test test-all ui demo clean-reports lock bench speedrun
 
 install: system-deps $(STAMP)
 
@@ -51,6 +51,15 @@ test-all: install
 
 bench: install
 	PATH=$$PWD/.venv/bin:$$PATH $(PY) benchmarks/run_cpu.py
+
+# The small profile end to end on one GPU (benchmarks/speedrun_small.py, reports/small/): corpus, pack, a timed
+# VAE → T2V → A2V → SFT → benchmark run on the GPU (MINUTES of budget), then the eval suite on its clips.
+MINUTES ?= 25
+speedrun: install
+	PYTHONPATH=src $(PY) -m avatarv --profile small synth --out data/small_corpus --quiet
+	PYTHONPATH=src $(PY) benchmarks/speedrun_small.py pack --corpus data/small_corpus --out .gpu/small/pack
+	PYTHONPATH=src $(PY) benchmarks/speedrun_small.py run --pack .gpu/small/pack --minutes $(MINUTES) --out runs/small_out
+	PYTHONPATH=src $(PY) benchmarks/speedrun_small.py score --corpus data/small_corpus --results runs/small_out --out reports/small
 
 ui: install
 	@echo "MLflow on http://127.0.0.1:5000, Jupyter Lab on http://127.0.0.1:8888"

@@ -24,12 +24,8 @@ import numpy as np
 import torch
 
 
-def _generate(pipe, case, seconds: float, seed: int, token_offset=None, plan_offset=None):
-    from avatarv.eval import systems
-    from avatarv.faces import track_face
+def _generate(pipe, ref_frames, audio, sr, seed: int, token_offset=None, plan_offset=None, reference_motion=None):
     from avatarv.inference import motion_planner as planner_module
-    from avatarv.media import read_video
-    from avatarv.paths import CORPUS
 
     tr = pipe.transformer
     real_forward, real_plan = tr.forward, planner_module.motion_plan
@@ -44,22 +40,49 @@ def _generate(pipe, case, seconds: float, seed: int, token_offset=None, plan_off
             out[1:] += plan_offset  # after the start pose: the face is planned 0.5 latent px to the right
         return out
 
-    _, n_motion = pipe.reference_frames_used()
-    ref = read_video(Path(CORPUS) / case["ref_path"], max_frames=n_motion)
-    audio, sr = systems.target_audio(case, Path(CORPUS), seconds)
     with mock.patch.object(tr, "forward", side_effect=forward), mock.patch.object(planner_module, "motion_plan", side_effect=plan):
-        out = pipe(ref.frames, audio, sr, generator=torch.Generator().manual_seed(seed), progress=False,
-                   crop="full")
-    boxes = np.asarray(track_face(out.frames).boxes, np.float32)
-    centre = (boxes[:, :2] + boxes[:, 2:4]) / 2 if boxes.ndim == 2 and len(boxes) else np.full((len(out.frames), 2), np.nan)
-    return out.frames.astype(np.float32), centre
+        out = pipe(ref_frames, audio, sr, reference_motion=reference_motion, generator=torch.Generator().manual_seed(seed),
+                   progress=False, crop="full")
+    return out.frames
+
+
+def generate_variants(pipe, ref_frames, audio, sr, seed: int = 0, reference_motion=None) -> dict[str, np.ndarray]:
+    """The base clip and each changed one (`base`, `seed`, `tokens +3 <channel>`, `plan +0.5 latent px in x`), as
+    (T, H, W, 3) uint8 frames; `reference_motion` given = nothing is measured with MediaPipe (a GPU machine)."""
+    from avatarv.models.motion import CHANNELS
+
+    changes: dict[str, dict] = {"base": {}, "seed": {"seed": seed + 1}}
+    for ch in ("yaw", "dx", "mouth_open"):
+        off = torch.zeros(16)
+        off[CHANNELS.index(ch)] = 3.0
+        changes[f"tokens +3 {ch}"] = {"token_offset": off}
+    if pipe.conditions.motion_shift:
+        changes["plan +0.5 latent px in x"] = {"plan_offset": np.array([0.5, 0.0], np.float32)}
+    return {name: _generate(pipe, ref_frames, audio, sr, kw.pop("seed", seed), reference_motion=reference_motion, **kw)
+            for name, kw in changes.items()}
+
+
+def compare(variants: dict[str, np.ndarray]) -> list[dict]:
+    """Mean absolute pixel change (grey levels) and mean face-box centre move (px) of each variant against `base`."""
+    from avatarv.faces import track_face
+
+    def centre(frames):
+        boxes = np.asarray(track_face(frames).boxes, np.float32)
+        return (boxes[:, :2] + boxes[:, 2:4]) / 2 if boxes.ndim == 2 and len(boxes) else np.full((len(frames), 2), np.nan)
+
+    base = variants["base"].astype(np.float32)
+    bc = centre(variants["base"])
+    return [{"change": name, "pixel_change": float(np.abs(frames.astype(np.float32) - base).mean()),
+             "face_centre_move_px": [round(float(v), 3) for v in np.nanmean(centre(frames) - bc, axis=0)]}
+            for name, frames in variants.items() if name != "base"]
 
 
 def coupling(checkpoint: Path, n_cases: int = 2, seconds: float = 1.2, seed: int = 0) -> dict:
     from avatarv.config import load_config
+    from avatarv.eval import systems
     from avatarv.eval.benchmark import make_benchmark
     from avatarv.inference.pipeline import load_pipeline
-    from avatarv.models.motion import CHANNELS
+    from avatarv.media import read_video
     from avatarv.paths import CORPUS
 
     torch.set_num_threads(2)
@@ -67,20 +90,12 @@ def coupling(checkpoint: Path, n_cases: int = 2, seconds: float = 1.2, seed: int
     pipe = load_pipeline(checkpoint)
     pipe.set_progress_bar_config(disable=True)
     cases = make_benchmark(Path(CORPUS), cfg.eval.benchmark_version, cfg.eval.benchmark_clips)["cases"][:n_cases]
+    _, n_motion = pipe.reference_frames_used()
     rows = []
     for c in cases:
-        base, bc = _generate(pipe, c, seconds, seed)
-        changes = {"seed": {"seed": seed + 1}}
-        for ch in ("yaw", "dx", "mouth_open"):
-            off = torch.zeros(16)
-            off[CHANNELS.index(ch)] = 3.0
-            changes[f"tokens +3 {ch}"] = {"token_offset": off}
-        if pipe.conditions.motion_shift:
-            changes["plan +0.5 latent px in x"] = {"plan_offset": np.array([0.5, 0.0], np.float32)}
-        for name, kw in changes.items():
-            frames, centre = _generate(pipe, c, seconds, kw.pop("seed", seed), **kw)
-            rows.append({"case": c["case_id"], "change": name, "pixel_change": float(np.abs(frames - base).mean()),
-                         "face_centre_move_px": [round(float(v), 3) for v in np.nanmean(centre - bc, axis=0)]})
+        ref = read_video(Path(CORPUS) / c["ref_path"], max_frames=n_motion)
+        audio, sr = systems.target_audio(c, Path(CORPUS), seconds)
+        rows += [{"case": c["case_id"], **r} for r in compare(generate_variants(pipe, ref.frames, audio, sr, seed))]
     return {"checkpoint": str(checkpoint), "seconds": seconds, "rows": rows}
 
 

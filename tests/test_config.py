@@ -122,3 +122,19 @@ def test_only_config_reads_yaml():
         if p.name != "config.py" and "safe_load" in (text := p.read_text()) and re.search(r"\bPARAMS\b|'params\.yaml'|\"params\.yaml\"", text)
     ]
     assert offenders == []
+
+
+def test_small_profile_builds_the_documented_model():
+    """`profiles.small` (one H100, issue 18): 128-px frames, a 149.7 M-parameter DiT (768 wide, 12 blocks, 12 heads)
+    over a 16-channel latent, streamed windows and a time limit on every training stage."""
+    import torch
+
+    from avatarv.train.generator import AvatarGenerator
+
+    cfg = load_config("small")
+    assert (cfg.corpus.size, cfg.train.sft.size, cfg.vae.latent_channels) == (128, 128, 16)
+    assert all(st.stream and st.time_limit_s > 0 for st in (cfg.train.t2v, cfg.train.a2v, cfg.train.sft))
+    with torch.device("meta"):  # shapes only: no memory, no init time
+        gen = AvatarGenerator.from_config(cfg, cfg.vae.latent_channels, cfg.vae.temporal_downsample)
+    assert sum(p.numel() for p in gen.transformer.parameters()) == 149_669_968
+    assert (gen.transformer.config.sample_size, len(gen.transformer.blocks)) == (128, 12)

@@ -96,3 +96,14 @@ def test_other_seed_gives_other_run(tmp_path):
     b = train_loop(ToyNet(), toy_loss, ToySource(), toy_cfg(), tmp_path / "b", seed=8, device="cpu", progress=False)
     assert not torch.equal(a.model.head.weight, b.model.head.weight)
     assert len({step_seed(1, s, r, m) for s in range(50) for r in range(2) for m in range(2)}) == 200
+
+
+def test_time_limit_stops_early_and_a_streamed_source_gives_the_same_run(tmp_path):
+    """`time_limit_s` ends the run at the step where the clock ran out, without a checkpoint for the cut; `stream`
+    feeds the same batches through DataLoader workers (data/loader.LoaderSource), so the run is the same."""
+    cut = _run(tmp_path / "cut", steps=40, checkpoint_every=100, time_limit_s=1e-9)
+    assert cut.stopped_early and cut.state.step == 1 and not list_checkpoints(tmp_path / "cut")
+    plain = _run(tmp_path / "plain", steps=6)
+    streamed = _run(tmp_path / "streamed", steps=6, stream=True, loader_workers=1)
+    assert not plain.stopped_early
+    _assert_same(plain, streamed)

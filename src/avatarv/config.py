@@ -125,6 +125,7 @@ class VAEConfig:
     eval_windows: int = 16  # held-out windows scored for PSNR/SSIM (overall and face region)
     norm: str = "rms"  # rms (per-pixel, keeps colour: +0.8 dB held-out at tiny) | group
     color_aug: bool = False  # random RGB permutation of windows (tried at tiny: 24.1 vs 24.9 dB held-out, off)
+    time_limit_s: float = 0.0  # stop training after this many seconds (0 = run every step; a fixed GPU budget)
 
 
 @dataclass(kw_only=True)
@@ -198,6 +199,10 @@ class StageTrainConfig:
     eval_pairs: int = 16  # held-out cross-scene pairs generated for the stage's proof / grid
     variants: list[str] = field(default_factory=list)  # sft ablations to train (empty = all: full, flow_only, no_<term>)
     workers: int = 1  # sft ablations trained in parallel processes (1 thread each)
+    # the window cache as memory-mapped files read by a DataLoader (data/window_store.py), not tensors in memory
+    stream: bool = False
+    loader_workers: int = 2  # DataLoader worker processes when streaming
+    time_limit_s: float = 0.0  # stop training after this many seconds (0 = run every step; a fixed GPU budget)
 
 
 @dataclass(kw_only=True)

@@ -185,31 +185,11 @@ def _fingerprint(vae, clips: pd.DataFrame, size: int, frames: int, stride: int, 
     return h.hexdigest()[:16]
 
 
-@torch.no_grad()
-def build_windows(
-    clips: pd.DataFrame,
-    vae,
-    *,
-    size: int = 64,
-    frames: int = 9,
-    stride: int | None = None,
-    image_sizes: tuple[int, ...] = (),
-    cache_dir: str | Path | None = RUNS / "cache",
-    batch: int = 16,
-    progress: bool = True,
-) -> WindowSet:
-    """Cut `clips` into windows of `frames` frames (every `stride`, default `frames`), encode them with `vae`
-    (posterior mean: deterministic), and cache the result; a second call with the same inputs loads the cache."""
-    stride = stride or frames
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / f"windows_s{size}_f{frames}_{_fingerprint(vae, clips, size, frames, stride, image_sizes)}.pt"
-        if cache.exists():
-            return WindowSet.load(cache)
+def iter_windows(clips: pd.DataFrame, *, size: int, frames: int, stride: int, progress: bool = False):
+    """Each window of each clip in order: {frames (T,S,S,3) uint8, motion, mel, face_box, mouth_box, meta}. A clip
+    that fails to decode is skipped (printed), not fatal for the stage."""
     from ..media import normalize_video
 
-    vids, motions, mels, faces, mouths, rows = [], [], [], [], [], []
-    identities = sorted(clips["identity"].unique())
     it = clips.itertuples(index=False)
     if progress:
         from tqdm.auto import tqdm
@@ -234,27 +214,66 @@ def build_windows(
             m = mel[:, 4 * s : 4 * (s + frames)]
             if m.shape[1] < 4 * frames:
                 m = np.pad(m, ((0, 0), (0, 4 * frames - m.shape[1])), mode="edge")
-            vids.append(small[s : s + frames])
             mo = motion[s : s + frames]
             if len(mo) < frames:
                 mo = np.pad(mo, ((0, frames - len(mo)), (0, 0)), mode="edge")
-            motions.append(mo)
-            mels.append(m)
-            faces.append(fb[s : s + frames])
-            mouths.append(mb[s : s + frames])
-            rows.append({"clip_id": row["clip_id"], "identity": row["identity"], "scene": int(row["scene"]),
-                         "split": row["split"], "caption": cap, "start": s})
+            yield {"frames": small[s : s + frames], "motion": mo, "mel": m, "face_box": fb[s : s + frames],
+                   "mouth_box": mb[s : s + frames],
+                   "meta": {"clip_id": row["clip_id"], "identity": row["identity"], "scene": int(row["scene"]),
+                            "split": row["split"], "caption": cap, "start": s}}
+
+
+@torch.no_grad()
+def encode_windows(vae, frames_u8: torch.Tensor, image_sizes=()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """(B, T, S, S, 3) uint8 → scaled latents (B, C, T', h, w) and {size: first-frame latents at size} on the CPU."""
+    device = next(vae.parameters()).device
+    x = frames_u8.to(device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+    img = {}
+    for s in image_sizes:
+        first = torch.nn.functional.interpolate(x[:, :, 0], size=(s, s), mode="area")
+        img[s] = vae.encode(first[:, :, None]).float().cpu()
+    return vae.encode(x).float().cpu(), img
+
+
+@torch.no_grad()
+def build_windows(
+    clips: pd.DataFrame,
+    vae,
+    *,
+    size: int = 64,
+    frames: int = 9,
+    stride: int | None = None,
+    image_sizes: tuple[int, ...] = (),
+    cache_dir: str | Path | None = RUNS / "cache",
+    batch: int = 16,
+    progress: bool = True,
+) -> WindowSet:
+    """Cut `clips` into windows of `frames` frames (every `stride`, default `frames`), encode them with `vae`
+    (posterior mean: deterministic), and cache the result; a second call with the same inputs loads the cache."""
+    stride = stride or frames
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"windows_s{size}_f{frames}_{_fingerprint(vae, clips, size, frames, stride, image_sizes)}.pt"
+        if cache.exists():
+            return WindowSet.load(cache)
+    vids, motions, mels, faces, mouths, rows = [], [], [], [], [], []
+    identities = sorted(clips["identity"].unique())
+    for w in iter_windows(clips, size=size, frames=frames, stride=stride, progress=progress):
+        vids.append(w["frames"])
+        motions.append(w["motion"])
+        mels.append(w["mel"])
+        faces.append(w["face_box"])
+        mouths.append(w["mouth_box"])
+        rows.append(w["meta"])
     if not rows:
         raise InputError(Path(str(clips["abs_path"].iloc[0]) if len(clips) else "."), f"no clip has {frames} frames")
     frames_u8 = torch.from_numpy(np.stack(vids))
-    device = next(vae.parameters()).device
     lat, img = [], {s: [] for s in image_sizes}
     for i in range(0, len(frames_u8), batch):
-        x = frames_u8[i : i + batch].to(device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
-        lat.append(vae.encode(x).float().cpu())
+        la, im = encode_windows(vae, frames_u8[i : i + batch], image_sizes)
+        lat.append(la)
         for s in image_sizes:
-            first = torch.nn.functional.interpolate(x[:, :, 0], size=(s, s), mode="area")
-            img[s].append(vae.encode(first[:, :, None]).float().cpu())
+            img[s].append(im[s])
     ws = WindowSet(
         latents=torch.cat(lat), frames=frames_u8, motion=torch.from_numpy(np.stack(motions)),
         mel=torch.from_numpy(np.stack(mels)), face_box=torch.from_numpy(np.stack(faces)),

@@ -11,6 +11,10 @@ this module adds what a resumable, reproducible run needs on top:
   bit-identical weights, EMA and loss history on CPU (tests/test_train_loop.py kills a real process to check).
 - Gradient accumulation over `grad_accum` micro-batches (no gradient all-reduce until the last one).
 - Muon + AdamW with warmup + cosine (train/optim.py), gradient clipping, EMA weights (diffusers `EMAModel`).
+- `cfg.time_limit_s` > 0 stops the run after that many seconds of training (a fixed GPU budget): the result says
+  how many steps were done (`LoopResult.stopped_early`), and no checkpoint is written for the cut.
+- `cfg.stream`: micro-batches come through a DataLoader (data/loader.LoaderSource) whose workers cut them
+  ahead of the step; the same batches, so the same run.
 - Checkpoints every `checkpoint_every` steps under `<run_dir>/checkpoints/step_XXXXXX` (written to a temporary
   name, then renamed, so a kill during saving never leaves a half checkpoint that resume would pick), the last
   `keep` kept; `resume=True` continues from the newest one.
@@ -22,6 +26,7 @@ import json
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +73,7 @@ class LoopResult:
     state: TrainState
     run_dir: Path
     resumed_from: int | None  # step of the checkpoint this run started from
+    stopped_early: bool = False  # cfg.time_limit_s ran out before total_steps
     accelerator: Any = None  # for full (gathered) state dicts under DDP/FSDP: accelerator.get_state_dict(wrapped)
     wrapped: nn.Module | None = None
 
@@ -166,6 +172,12 @@ def train_loop(
             ema.to(accel.device)
 
     k = max(1, int(cfg.grad_accum))
+    if getattr(cfg, "stream", False) and cfg.loader_workers > 0 and state.step < total:
+        from ..data.loader import LoaderSource
+
+        source = LoaderSource(source, rank, world, start=state.step * k, workers=cfg.loader_workers)
+    time_limit = float(getattr(cfg, "time_limit_s", 0.0) or 0.0)
+    t_start, stopped = time.monotonic(), False
     bar = None
     if progress and accel.is_main_process and state.step < total:
         from tqdm.auto import tqdm
@@ -207,12 +219,18 @@ def train_loop(
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum:.4f}")
-        if state.step % max(1, cfg.checkpoint_every) == 0 or state.step == total:
+        if time_limit and state.step < total and _all_agree(accel, time.monotonic() - t_start > time_limit):
+            stopped = True
+        if not stopped and (state.step % max(1, cfg.checkpoint_every) == 0 or state.step == total):
             save_checkpoint(accel, run_dir, state.step, keep)
         if on_step is not None:
             on_step(state)
+        if stopped:
+            break
     if bar is not None:
         bar.close()
+    if hasattr(source, "close"):
+        source.close()
 
     raw = accel.unwrap_model(wrapped)
     ema_model = None
@@ -225,7 +243,15 @@ def train_loop(
     if accel.is_main_process:
         write_history(run_dir / "history.jsonl", state.history)
     return LoopResult(model=raw, ema_model=ema_model, state=state, run_dir=run_dir, resumed_from=resumed_from,
-                      accelerator=accel, wrapped=wrapped)
+                      stopped_early=stopped, accelerator=accel, wrapped=wrapped)
+
+
+def _all_agree(accel, flag: bool) -> bool:
+    """True on every rank once any rank's clock has run out, so all ranks stop at the same step."""
+    if accel.num_processes == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=accel.device)
+    return bool(accel.reduce(t, reduction="sum") > 0)
 
 
 class _null:

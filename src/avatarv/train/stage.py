@@ -59,11 +59,16 @@ def load_stage_vae(paths: StagePaths, device: torch.device | str = "cpu"):
 
 
 def stage_windows(cfg: Config, st: StageTrainConfig, paths: StagePaths, vae, image_sizes=(), progress=True) -> WindowSet:
-    """The window cache at the stage's size/frames. Always asks for the T2V curriculum's small image sizes too, so
+    """The window cache at the stage's size/frames (streamed from disk when `st.stream`). Always asks for the T2V curriculum's small image sizes too, so
     every stage (and notebook cell) with the same size/frames shares ONE cache file instead of re-encoding."""
     clips = load_training_clips(paths.corpus, paths.curated)
     t2v_images = {int(p.get("size", st.size)) for p in cfg.train.t2v.phases if int(p["frames"]) == 1}
     image_sizes = sorted(set(image_sizes) | {s for s in t2v_images if s != st.size})
+    if st.stream:  # the same windows, memory-mapped from files on disk (data/window_store.py)
+        from ..data.window_store import stream_windows
+
+        return stream_windows(clips, vae, size=st.size, frames=st.frames, image_sizes=tuple(image_sizes),
+                              cache_dir=paths.runs / "cache", progress=progress)
     return build_windows(clips, vae, size=st.size, frames=st.frames, image_sizes=tuple(image_sizes),
                          cache_dir=paths.runs / "cache", progress=progress)
 

@@ -157,7 +157,8 @@ def vae_loss(face_weight: float, kl_weight: float):
 def stage_config(cfg: Config) -> StageTrainConfig:
     v = cfg.vae
     return StageTrainConfig(steps=v.steps, batch_size=v.batch_size, lr=v.lr, warmup_steps=v.warmup_steps,
-                            checkpoint_every=v.checkpoint_every, frames=v.frames, size=v.size)
+                            checkpoint_every=v.checkpoint_every, frames=v.frames, size=v.size,
+                            time_limit_s=v.time_limit_s)
 
 
 def build_vae(cfg: Config) -> AvatarVideoVAE:
