@@ -41,8 +41,9 @@ def test_sample_gif_shows_the_reference_beside_the_output(tmp_path):
     (tmp_path / "generated" / "adapted").mkdir(parents=True)
     write_video(tmp_path / "generated" / "adapted" / "p_25fps.mp4", gen, 25)
     df = pd.DataFrame([{"case_id": "p_25fps", "kind": "held-out synthetic", "reference": str(tmp_path / "ref.mp4")}])
-    path = sample_gif(df, tmp_path, tmp_path / "sample.gif", width=128, seconds=1.0, fps=5)
+    path = sample_gif(df, tmp_path, tmp_path / "sample.gif", width=128, seconds=1.0, fps=10)
     gif = Image.open(path)
-    assert gif.n_frames == 5 and gif.size == (256, 72)  # two 128x72 panels, 1 s at 5 fps
+    assert gif.n_frames == 13 and gif.size == (256, 72)  # two 128x72 panels; 1 s of 25 fps, every 2nd frame
+    assert gif.info["duration"] == 80  # each picture stands for 2 frames of 25 fps: real-time playback, not 10 fps
     frame = np.asarray(gif.convert("RGB")).astype(float)
     assert frame[30:, :128].std() > 40 and frame[30:, 128:].max() < 40  # noise reference left, black output right

@@ -241,10 +241,11 @@ def montage(df: pd.DataFrame, out: Path, path: Path, width: int = 320) -> Path:
     return path
 
 
-def sample_gif(df: pd.DataFrame, out: Path, path: Path, system: str = "adapted", width: int = 320,
+def sample_gif(df: pd.DataFrame, out: Path, path: Path, system: str = "adapted", width: int = 256,
                seconds: float = 3.0, fps: float = 10.0) -> Path:
     """The README's animated sample: the first held-out case's reference clip beside `system`'s output for the other
-    clip's speech, both at the source's 16:9 framing, subsampled to `fps` (written atomically)."""
+    clip's speech, both at the source's 16:9 framing, every `step`-th frame shown for `step` frame times (real-time
+    playback at about `fps` pictures a second; written atomically)."""
     import cv2
     from PIL import Image
 
@@ -255,7 +256,8 @@ def sample_gif(df: pd.DataFrame, out: Path, path: Path, system: str = "adapted",
     ref = normalize_video(case["reference"])
     gen = normalize_video(out / "generated" / system / f"{case['case_id']}.mp4")
     n = min(len(gen.frames), round(seconds * gen.fps))
-    picks = np.arange(0, n, max(1, round(gen.fps / fps)))
+    step = max(1, round(gen.fps / fps))
+    picks = np.arange(0, n, step)
     h = int(round(ref.frames.shape[1] * width / ref.frames.shape[2]))
     frames = []
     for i in picks:
@@ -264,7 +266,7 @@ def sample_gif(df: pd.DataFrame, out: Path, path: Path, system: str = "adapted",
             cv2.putText(t, label, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
         frames.append(Image.fromarray(np.concatenate(tiles, 1)))
     with atomic_path(path) as tmp:
-        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=round(1000 / fps),
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=round(1000 * step / gen.fps),
                        loop=0, optimize=True)
     return path
 
