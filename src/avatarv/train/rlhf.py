@@ -117,13 +117,11 @@ class GRPOResult:
     resumed_from: int | None = None
 
 
-def grpo_loop(policy: torch.nn.Module, reference: torch.nn.Module, task: GRPOTask, run_dir: Path, *, steps: int,
-              clip_range: float, kl_beta: float, inner_epochs: int, lr: float, seed: int, checkpoint_every: int,
-              mixed_precision: str = "no", device: str = "auto", resume: bool = True, progress: bool = True,
-              on_step=None) -> GRPOResult:
-    """`steps` GRPO updates; resumes from the newest checkpoint in `run_dir` (rollout noise and condition choice are
-    functions of (seed, step), so a resumed run replays the uninterrupted one)."""
-    run_dir = Path(run_dir)
+def _prepare(policy, reference, run_dir: Path, *, lr: float, seed: int, mixed_precision: str, device: str,
+             resume: bool):
+    """The accelerator, prepared policy and AdamW, and the step counter, resumed from the newest checkpoint in
+    `run_dir`. The policy runs in eval mode (no dropout: the rollout's log-likelihoods and the update's must be of
+    one function); the reference is frozen."""
     accel = make_accelerator(mixed_precision, device)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
@@ -134,9 +132,21 @@ def grpo_loop(policy: torch.nn.Module, reference: torch.nn.Module, task: GRPOTas
     if resume and (ckpts := list_checkpoints(run_dir)):
         accel.load_state(str(ckpts[-1]))
         resumed_from = state.step
-    raw = accel.unwrap_model(wrapped)
-    raw.eval()  # no dropout: the rollout's log-likelihoods and the update's must be of one function
+    accel.unwrap_model(wrapped).eval()
     reference.eval().requires_grad_(False)
+    return accel, wrapped, opt, state, resumed_from
+
+
+def grpo_loop(policy: torch.nn.Module, reference: torch.nn.Module, task: GRPOTask, run_dir: Path, *, steps: int,
+              clip_range: float, kl_beta: float, inner_epochs: int, lr: float, seed: int, checkpoint_every: int,
+              mixed_precision: str = "no", device: str = "auto", resume: bool = True, progress: bool = True,
+              on_step=None) -> GRPOResult:
+    """`steps` GRPO updates; resumes from the newest checkpoint in `run_dir` (rollout noise and condition choice are
+    functions of (seed, step), so a resumed run replays the uninterrupted one)."""
+    run_dir = Path(run_dir)
+    accel, wrapped, opt, state, resumed_from = _prepare(policy, reference, run_dir, lr=lr, seed=seed,
+                                                        mixed_precision=mixed_precision, device=device, resume=resume)
+    raw = accel.unwrap_model(wrapped)
     trainable = [p for p in raw.parameters() if p.requires_grad]
     bar = None
     if progress and state.step < steps:
@@ -558,19 +568,9 @@ def dpo_loop(policy, reference, task: AvatarTask, prefs: Preferences, run_dir: P
     if len(prefs) == 0:
         raise InputError(Path(run_dir), "no preference pairs to train on")
     run_dir = Path(run_dir)
-    accel = make_accelerator(mixed_precision, device)
-    torch.manual_seed(seed)
-    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    wrapped, opt = accel.prepare(policy, opt)
-    state = TrainState()
-    accel.register_for_checkpointing(state)
-    resumed_from = None
-    if resume and (ckpts := list_checkpoints(run_dir)):
-        accel.load_state(str(ckpts[-1]))
-        resumed_from = state.step
+    accel, wrapped, opt, state, resumed_from = _prepare(policy, reference, run_dir, lr=lr, seed=seed,
+                                                        mixed_precision=mixed_precision, device=device, resume=resume)
     raw = accel.unwrap_model(wrapped)
-    raw.eval()
-    reference.eval().requires_grad_(False)
     trainable = [p for p in raw.parameters() if p.requires_grad]
     dev = accel.device
     bar = None
