@@ -24,10 +24,13 @@ system-deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PKGS) >/dev/null; \
 	fi
 
+# The lock is a complete freeze, so it installs without resolving. --no-deps also keeps a single OpenCV wheel:
+# opencv-contrib-python (mediapipe and syncnet-python need its contrib modules); insightface, facexlib and pyiqa
+# ask for opencv-python / opencv-python-headless, which ship the same cv2 module and would overwrite it.
 $(STAMP): $(LOCK) pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
 	$(PIP) install -q --upgrade "pip>=24"
-	$(PIP) install -q -r $(LOCK)
+	$(PIP) install -q --no-deps -r $(LOCK)
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	rm -f .venv/.installed-* && touch $(STAMP)
@@ -72,5 +75,5 @@ demo: install
 	$(PY) -m avatarv demo $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
 
 lock:  # re-resolve the pinned set after editing requirements.in (keeps environment.yml in step)
-	$(PIP) install -r requirements.in && $(PIP) freeze --all --exclude-editable | grep -v -E "^(avatarv|pip)==" > $(LOCK)
+	$(PIP) install -r requirements.in && $(PIP) freeze --all --exclude-editable | grep -v -E "^(avatarv|pip|opencv-python|opencv-python-headless)==" > $(LOCK)
 	$(PY) tools/write_environment_yml.py

@@ -32,6 +32,13 @@ def test_environment_yml_mirrors_the_lock():
     assert {p for p in pip if "==" in p} == pins
 
 
+def test_one_opencv_wheel():
+    """Several wheels ship the same cv2 module and overwrite each other's files; the lock keeps the contrib one."""
+    pins = [ln.split("==")[0] for ln in (ROOT / "requirements.lock").read_text().splitlines() if "==" in ln]
+    assert [p for p in pins if p.startswith("opencv")] == ["opencv-contrib-python"]
+    assert "--no-deps -r $(LOCK)" in (ROOT / "Makefile").read_text()
+
+
 def test_every_stage_runs_its_own_notebook_with_papermill():
     stages = _stages()
     for name, st in stages.items():
