@@ -7,12 +7,11 @@ reference's size, the self-check line and a download link that serves the same m
 from __future__ import annotations
 
 import os
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from _demo_fixtures import demo_media, saved_tiny_pipeline
+from _served import served
 
 from avatarv.paths import REPORTS
 
@@ -29,27 +28,11 @@ pytestmark = [
 
 @pytest.fixture
 def served_demo(tmp_path):
-    import socket
-
-    import uvicorn
-
     from avatarv.demo.app import create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     app = create_app(saved_tiny_pipeline(tmp_path / "ckpt"), tmp_path / "work", steps=1, max_upload_bytes=2**20)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", demo_media(tmp_path / "media"), tmp_path / "work"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with served(app) as url:
+        yield url, demo_media(tmp_path / "media"), tmp_path / "work"
 
 
 def test_upload_generate_watch_download_in_chromium(served_demo, tmp_path):

@@ -6,13 +6,11 @@ screenshots reports/study/annotation.png and reports/study/results.png (with AVA
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
-import threading
-import time
 from pathlib import Path
 
 import pytest
+from _served import served
 
 from avatarv.paths import REPORTS
 from avatarv.study.db import DIMENSIONS, open_db
@@ -29,16 +27,8 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def served_study(tmp_path):
-    import uvicorn
-
     from avatarv.study.app import create_app
 
     media = tmp_path / "media"
@@ -48,19 +38,9 @@ def served_study(tmp_path):
         info = {"db": db, "owner": st.owner_token, "annotators": {
             a.token: {c.case.uid: (c.case.kind, c.case.real_side) for c in a.assignments} for a in st.annotators
         }, "first": next(a.token for a in sorted(st.annotators, key=lambda a: a.name))}
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(db, n_boot=200), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    info["url"] = f"http://127.0.0.1:{port}"
-    yield info
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(db, n_boot=200), stop_timeout=10) as url:
+        info["url"] = url
+        yield info
 
 
 def _n_answers(db) -> int:
