@@ -32,9 +32,10 @@ def _now() -> str:
 
 
 def _sha256(path: Path) -> str:
-    from ..train.adapt import file_hash
+    import hashlib
 
-    return file_hash(path, 64)
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def record_consent(reference: str | Path, who: str, statement: str = STATEMENT) -> dict:
